@@ -1,0 +1,254 @@
+"""Orchestration: source corpora -> mixture spec -> parallel features -> one TFDS dataset per SNR.
+
+DATA_DIR layout:
+  mixture_spec.json, folds.csv      the recipe output (Kong's mixture.yaml / fold CSV), for users
+  sources/{events,scenes}/          builtin source only: the generated corpus (real layouts)
+  work/spec-<fingerprint>/          intermediate features (chunks); removed after a build
+  tfds/sed_mixtures/snr_<snr>/<version>/   the datasets (TFRecord shards + dataset_info.json)
+  audio/snr_<snr>/<mixture>.wav     with --save-audio: mixtures for listening (32 kHz, 16 bit)
+
+Safety: one run per DATA_DIR at a time (lock file); every file is written atomically; a dataset
+is built in a staging folder and renamed into place only when complete, so an interrupted run
+never leaves a dataset that looks complete, and re-running resumes from the finished chunks.
+A finished dataset with the same recipe is kept (rebuilt only with `overwrite=True`); one with a
+different recipe is an error unless `overwrite=True`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from data_prep import builtin_corpus, fileio, layouts, recipe, render
+from data_prep.errors import DataPrepError
+from data_prep.progress import Progress, format_seconds
+from twostep_jax import features
+from twostep_jax.input_pipeline import DATASET_NAME, DATASET_VERSION, config_name
+
+SPEC_FILE = "mixture_spec.json"
+FEATURE_PARAMS = {"sample_rate": features.SAMPLE_RATE, "window": features.WINDOW,
+                  "hop": features.HOP, "n_mels": features.N_MELS, "fmin": features.FMIN,
+                  "fmax": features.FMAX, "frames": features.FRAMES, "window_fn": "hamming_sym",
+                  "spectrogram": "magnitude", "mel": "slaney", "log": "ln(x+1e-8)"}
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclasses.dataclass
+class PrepareResult:
+    datasets: dict[int, Path]  # snr -> dataset version folder
+    built: list[int]
+    reused: list[int]
+    mixtures_rendered: int
+    render_seconds: float
+    total_seconds: float
+
+
+def dataset_version_dir(out_dir: str | Path, snr_db: int) -> Path:
+    """Where the finished dataset for `snr_db` lives under DATA_DIR."""
+    return Path(out_dir) / "tfds" / DATASET_NAME / config_name(snr_db) / DATASET_VERSION
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path) -> Iterator[None]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / ".prepare.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DataPrepError(f"{out_dir}: another data_prep run is using this folder") from None
+        yield
+
+
+def _stored_recipe(version_dir: Path) -> dict | None:
+    path = version_dir / "metadata.json"
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text()).get("recipe")
+
+
+def _snrs_to_build(out_dir: Path, snrs: Sequence[int], request: dict, overwrite: bool,
+                   log: Callable[[str], None]) -> list[int]:
+    """SNRs without a finished dataset (all of them with `overwrite`); checks recipe agreement."""
+    todo = []
+    for snr in snrs:
+        final = dataset_version_dir(out_dir, snr)
+        if not (final / "dataset_info.json").is_file() or overwrite:
+            todo.append(snr)
+            continue
+        stored = dict(_stored_recipe(final) or {})
+        stored.pop("spec_fingerprint", None)
+        wanted = {**request, "snr_db": snr}
+        if stored != wanted:
+            diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            details = "; ".join(f"{k}: built {stored.get(k)!r}, requested {wanted.get(k)!r}"
+                                for k in diff)
+            raise DataPrepError(
+                f"{final} is already built with a different recipe ({details}). "
+                f"Use --overwrite to rebuild it, or choose another --out folder.")
+        log(f"snr {snr}: finished dataset found at {final}; not rebuilt (use --overwrite)")
+    return todo
+
+
+def _render(spec: recipe.MixtureSpec, work_dir: Path, snrs: Sequence[int],
+            audio_dir: Path | None, workers: int, log: Callable[[str], None]) -> int:
+    """Worker stage; returns the number of mixtures rendered (finished chunks are skipped)."""
+    jobs = []
+    for chunk in render.plan_chunks(spec):
+        missing = render.missing_snrs(work_dir, chunk, snrs, spec, audio_dir)
+        if missing:
+            jobs.append((chunk, tuple(missing)))
+    total = sum(len(chunk) for chunk, _ in jobs)
+    if not jobs:
+        log("features: all chunks already computed")
+        return 0
+    skipped = len(spec.mixtures) - total
+    log(f"features: {total} mixtures x SNR {list(snrs)} on {workers} worker(s)"
+        + (f" ({skipped} already done)" if skipped else ""))
+    progress = Progress("features", total)
+    if workers <= 1:
+        from threadpoolctl import threadpool_limits
+
+        cache = render.EventCache()
+        with threadpool_limits(1):
+            for chunk, missing in jobs:
+                progress.update(render.render_chunk(spec, chunk, missing, work_dir, audio_dir,
+                                                    cache))
+        return total
+    # forkserver: workers start from a clean process even if this one already imported
+    # TensorFlow/JAX (forking a process with their threads running can deadlock).
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["data_prep.render"])
+    with ctx.Pool(workers, initializer=render.init_worker,
+                  initargs=(spec, work_dir, audio_dir)) as pool:
+        for n in pool.imap_unordered(render.render_job, jobs):
+            progress.update(n)
+    return total
+
+
+def _build(out_dir: Path, work_dir: Path, snr: int, class_names: Sequence[str],
+           recipe_params: dict, log: Callable[[str], None]) -> Path:
+    """Builder stage for one SNR: TFRecords in a staging folder, then renamed into place."""
+    from data_prep import builder
+    from twostep_jax.input_pipeline import hide_gpus_from_tf
+
+    hide_gpus_from_tf()
+    final = dataset_version_dir(out_dir, snr)
+    staging = out_dir / "tfds" / f".staging-{config_name(snr)}"
+    shutil.rmtree(staging, ignore_errors=True)
+    start = time.monotonic()
+    built = builder.build_snr_dataset(work_dir, staging, snr, class_names, recipe_params)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        trash = staging.with_name(staging.name + ".old")
+        shutil.rmtree(trash, ignore_errors=True)
+        os.replace(final, trash)
+        os.replace(built, final)
+        shutil.rmtree(trash)
+    else:
+        os.replace(built, final)
+    shutil.rmtree(staging, ignore_errors=True)
+    log(f"snr {snr}: wrote {final} in {format_seconds(time.monotonic() - start)}")
+    return final
+
+
+def prepare_datasets(sources: Callable[[], tuple[Path, Path]], out_dir: str | Path,
+                     snrs: Sequence[int], *, class_names: Sequence[str], source: dict,
+                     mixtures_per_fold: int = recipe.MIXTURES_PER_FOLD,
+                     event_order: str = "faithful", workers: int | None = None,
+                     overwrite: bool = False, save_audio: bool = False, keep_work: bool = False,
+                     log: Callable[[str], None] = _log) -> PrepareResult:
+    """Runs the recipe on (events_dir, scenes_dir) = `sources()` and builds one dataset per SNR.
+
+    `sources` is called only if something needs building (the builtin source generates its
+    corpus there). `source` describes where the data comes from; it is stored in each dataset's
+    recipe record together with the recipe parameters and compared on re-runs.
+    """
+    t0 = time.monotonic()
+    out_dir = Path(out_dir).resolve()
+    snrs = sorted({int(s) for s in snrs})
+    if not snrs:
+        raise DataPrepError("no SNR requested")
+    workers = max(1, workers or len(os.sched_getaffinity(0)))
+    request = {**source, "mixtures_per_fold": mixtures_per_fold, "event_order": event_order,
+               "seed": recipe.MIXTURE_SEED, "fold_seed": recipe.FOLD_SEED,
+               "events_per_mixture": recipe.EVENTS_PER_MIXTURE, "features": FEATURE_PARAMS,
+               "class_names": list(class_names)}
+    with _exclusive(out_dir):
+        todo = _snrs_to_build(out_dir, snrs, request, overwrite, log)
+        datasets = {s: dataset_version_dir(out_dir, s) for s in snrs}
+        if not todo:
+            return PrepareResult(datasets, [], snrs, 0, 0.0, time.monotonic() - t0)
+        events_dir, scenes_dir = sources()
+        events = layouts.read_event_corpus(events_dir, class_names)
+        scenes = layouts.read_scene_corpus(scenes_dir)
+        log(f"events: {events.csv_path} ({events.layout} layout, {len(events.clips)} clips, "
+            f"{sum(c.manually_verified for c in events.clips)} verified); "
+            f"scenes: {scenes.meta_path} ({len(scenes.clips)} clips)")
+        spec = recipe.create_mixture_spec(events, scenes, class_names, mixtures_per_fold,
+                                          event_order)
+        spec.save(out_dir / SPEC_FILE)
+        recipe.write_fold_table(events, out_dir / "folds.csv")
+        work_root = out_dir / "work"
+        work_dir = work_root / f"spec-{spec.fingerprint[:16]}"
+        if work_root.is_dir():  # chunks of another spec can never be reused: free the disk.
+            for stale in work_root.iterdir():
+                if stale != work_dir:
+                    shutil.rmtree(stale, ignore_errors=True)
+        spec.save(work_dir / SPEC_FILE)
+        audio_dir = out_dir / "audio" if save_audio else None
+        r0 = time.monotonic()
+        rendered = _render(spec, work_dir, todo, audio_dir, workers, log)
+        render_seconds = time.monotonic() - r0
+        for snr in todo:
+            params = {**request, "snr_db": snr, "spec_fingerprint": spec.fingerprint}
+            _build(out_dir, work_dir, snr, class_names, params, log)
+            if not keep_work:
+                shutil.rmtree(work_dir / f"snr_{snr}", ignore_errors=True)
+        if not keep_work:
+            shutil.rmtree(work_dir, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                work_root.rmdir()
+    total = time.monotonic() - t0
+    reused = [s for s in snrs if s not in todo]
+    log(f"done: built SNR {todo}" + (f", kept SNR {reused}" if reused else "")
+        + f" in {format_seconds(total)}"
+        + (f"; features {rendered / render_seconds:.1f} mixtures/s" if rendered else ""))
+    return PrepareResult(datasets, todo, reused, rendered, render_seconds, total)
+
+
+def prepare_dcase(events_dir: str | Path, scenes_dir: str | Path, out_dir: str | Path,
+                  snrs: Sequence[int], **options) -> PrepareResult:
+    """The paper's data: FSDKaggle2018 events + TAU 2019 development scenes from disk."""
+    events_dir, scenes_dir = Path(events_dir).resolve(), Path(scenes_dir).resolve()
+    source = {"source": "dcase", "events_dir": str(events_dir), "scenes_dir": str(scenes_dir)}
+    return prepare_datasets(lambda: (events_dir, scenes_dir), out_dir, snrs,
+                            class_names=features.CLASS_NAMES, source=source, **options)
+
+
+def prepare_builtin(out_dir: str | Path, snrs: Sequence[int], seed: int = builtin_corpus.SEED,
+                    mixtures_per_fold: int = recipe.MIXTURES_PER_FOLD,
+                    **options) -> PrepareResult:
+    """No download: generate the procedural corpus under DATA_DIR/sources, then the same recipe."""
+    out_dir = Path(out_dir).resolve()
+    source = {"source": "builtin", "builtin_seed": seed, "builtin_version": builtin_corpus.VERSION}
+    log = options.get("log", _log)
+
+    def sources() -> tuple[Path, Path]:
+        return builtin_corpus.ensure_corpus(
+            out_dir / "sources", mixtures_per_fold=mixtures_per_fold, seed=seed,
+            workers=options.get("workers"), log=log)
+
+    return prepare_datasets(sources, out_dir, snrs, class_names=builtin_corpus.CLASS_NAMES,
+                            source=source, mixtures_per_fold=mixtures_per_fold, **options)

@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Train 2APAE or a baseline with pmapped data parallelism over all local devices.
+
+    python train.py --data DATA_DIR --snr 20 --test-fold 1 --model 2apae --preset paper \
+        --workdir RUN_DIR [--alpha 0.001] [--epochs 50] [--global-batch 24] [--dtype bfloat16]
+
+Re-running the same command resumes from the last checkpoint. A sweep over models x alpha x SNR
+x folds (Tables IV and V) runs with `--sweep paper_table4|quick --runs RUNS_DIR`.
+"""
+
+import argparse
+import sys
+
+
+def main(argv=None) -> int:
+    from twostep_jax.config import MODEL_NAMES, PRESETS
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="dataset directory written by `python -m data_prep`")
+    parser.add_argument("--workdir", help="run directory (checkpoints, logs, config)")
+    parser.add_argument("--model", default="2apae", choices=MODEL_NAMES)
+    parser.add_argument("--preset", default="paper", choices=PRESETS)
+    parser.add_argument("--sweep", help="run a grid of experiments instead of one run (see twostep_jax.sweep)")
+    parser.add_argument("--runs", help="with --sweep: directory holding one workdir per run")
+    from twostep_jax.cli import add_config_flags, config_from_args
+
+    add_config_flags(parser)
+    args = parser.parse_args(argv)
+    if not args.data:
+        parser.error("--data DATA_DIR is required (build one with `python -m data_prep --source builtin --out DATA_DIR`)")
+    if args.sweep:
+        if not args.runs:
+            parser.error("--sweep needs --runs RUNS_DIR")
+        from twostep_jax.sweep import run_sweep
+
+        run_sweep(args.sweep, args.data, args.runs)
+        return 0
+    if not args.workdir:
+        parser.error("--workdir RUN_DIR is required")
+    config = config_from_args(args)
+    from twostep_jax.trainer import NonFiniteLossError, WorkdirMismatchError, train_and_evaluate
+
+    try:
+        train_and_evaluate(config, args.workdir)
+    except (WorkdirMismatchError, NonFiniteLossError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

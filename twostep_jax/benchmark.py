@@ -1,0 +1,540 @@
+"""Throughput benchmark of the project's real train and eval steps: time, clips/s, FLOPs, MFU, memory.
+
+    python -m twostep_jax.benchmark --model 2apae --preset paper --global-batch 24 --dtype float32 \
+        [--devices N] [--steps 50] [--warmup 3] [--data DATA_DIR --snr 20] [--json OUT.json] \
+        [--peak-tflops X] [--compare-torch] [--conv-impl auto|xla|shifted_gemm] [--sweep]
+
+What is timed is exactly what `twostep_jax.trainer` runs: `training.make_train_step` (pmapped
+over the first N local devices, state replicated and donated, BatchNorm synced over the devices)
+and `training.make_eval_step`, compiled ahead of time so compilation is reported separately.
+Each timed call is followed by `block_until_ready`; the spread is reported as median/p10/p90.
+A second, back-to-back loop (one sync at the end, as in training) gives `train_loop_clips_per_s`,
+the reference for the end-to-end (input pipeline + step) figure when `--data` is given.
+
+FLOPs per clip come from XLA's cost analysis of the compiled programs (per device, scaled by
+devices / global batch) and from `analytic_flops`, the conv/dense multiply-adds × 2 counted from
+the model config. Note XLA counts only the taps that meet real (non-padding) input, so a 3×3
+'same' conv on 311×64 maps reads ~1.25 % below the dense count; elementwise work (BatchNorm,
+ReLU, pooling, softmax) is in XLA's count and not in the analytic one.
+
+`--devices N` on a CPU-only host uses fake CPU devices (set before the backend starts, or via
+XLA_FLAGS=--xla_force_host_platform_device_count=N); they share the host's cores, so their
+scaling figures check correctness, not speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+# jax is imported lazily (see `_configure_devices`): `--devices N` on a CPU-only host must set the
+# fake-device count before the backend starts.
+
+# --------------------------------------------------------------------------- peak TFLOP/s table
+
+# Published dense (no-sparsity) peak TFLOP/s per chip. "float32" is what XLA runs a float32
+# conv/matmul on at JAX's default precision: TF32 tensor cores on A100/H100/H200, one bfloat16
+# pass on TPU MXUs. Sources: NVIDIA H100/H200/A100 datasheets (dense = half the "with sparsity"
+# figure), Google Cloud TPU v4/v5e/v5p system-architecture pages.
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H100 SXM": {"bfloat16": 989.4, "float32": 494.7},
+    "H100 PCIe": {"bfloat16": 756.0, "float32": 378.0},
+    "H200": {"bfloat16": 989.4, "float32": 494.7},
+    "A100": {"bfloat16": 312.0, "float32": 156.0},
+    "TPU v4": {"bfloat16": 275.0, "float32": 275.0},
+    "TPU v5e": {"bfloat16": 197.0, "float32": 197.0},
+    "TPU v5p": {"bfloat16": 459.0, "float32": 459.0},
+}
+
+
+def detect_accelerator(device_kind: str) -> str | None:
+    """`PEAK_TFLOPS` key for a `jax.Device.device_kind`, or None if unknown (e.g. a CPU)."""
+    kind = device_kind.lower()
+    if "h200" in kind:
+        return "H200"
+    if "h100" in kind:
+        if "nvl" in kind:  # a different board with its own peaks: not in the table
+            return None
+        return "H100 PCIe" if "pcie" in kind else "H100 SXM"
+    if "a100" in kind:
+        return "A100"
+    if re.search(r"tpu v5 ?(lite|e)", kind):
+        return "TPU v5e"
+    if re.search(r"tpu v5p?$", kind.strip()):
+        return "TPU v5p"
+    if kind.strip() == "tpu v4":
+        return "TPU v4"
+    return None
+
+
+# --------------------------------------------------------------------------- analytic FLOPs
+
+
+def analytic_flops(config) -> dict[str, Any]:
+    """FLOPs per clip of a `ModelConfig`, counting conv and dense multiply-adds × 2.
+
+    Convolutions are counted densely (k·k·Cin·Cout per output position, padding taps included),
+    the usual convention; bias adds and elementwise work are not counted. `train` = 3 × forward
+    (backward = input gradient + weight gradient, each the forward's cost).
+
+    Returns {"forward", "train", "breakdown": {"backbone", "head", "decoder"}} (FLOPs per clip).
+    At the paper's sizes the released 2APAE is ≈70.4 GFLOP forward, ≈211 GFLOP train.
+    """
+    positions = config.frames * config.mels
+    k2 = config.kernel_size ** 2
+
+    def conv_chain(widths: Sequence[int], kernel_area: int, convs_per_stage: int) -> int:
+        macs, cin = 0, widths[0]
+        for cout in widths[1:]:
+            for i in range(convs_per_stage):
+                macs += kernel_area * (cin if i == 0 else cout) * cout
+            cin = cout
+        return macs * positions
+
+    per_stage = 1 if config.backbone == "atrous" else 2
+    backbone = conv_chain((1, *config.channels), k2, per_stage)
+    c, k, t, f = config.channels[-1], config.classes, config.frames, config.mels
+    class_conv = positions * c * k
+    head = {
+        # class conv, 2 × Dense(F, F) over (K, T) rows, 2 × Dense(T, T) over K rows.
+        "two_step": class_conv + 2 * k * t * f * f + 2 * k * t * t,
+        "gmp": class_conv,
+        "gap": class_conv,
+        "gwrp": class_conv + k * positions,  # the rank-weight dot product
+        "atrous_attention": 2 * class_conv,  # attention conv + class conv
+        "tf_attention": 2 * class_conv,
+    }[config.head]
+    decoder = conv_chain((c, *config.decoder_channels, 1), 9, 2) if config.decoder else 0
+    breakdown = {"backbone": 2 * backbone, "head": 2 * head, "decoder": 2 * decoder}
+    forward = sum(breakdown.values())
+    return {"forward": forward, "train": 3 * forward, "breakdown": breakdown}
+
+
+# --------------------------------------------------------------------------- timing helpers
+
+
+def _stats(seconds: Sequence[float]) -> dict[str, float]:
+    a = np.asarray(seconds, np.float64)
+    return {"median": float(np.median(a)), "p10": float(np.percentile(a, 10)),
+            "p90": float(np.percentile(a, 90)), "mean": float(a.mean()), "min": float(a.min()),
+            "max": float(a.max()), "n": int(a.size)}
+
+
+def _time_each(call: Callable[[], Any], n: int) -> list[float]:
+    """Wall time of `n` calls, each synchronised with block_until_ready."""
+    import jax
+
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def _xla_flops(compiled) -> float | None:
+    """FLOPs of one execution per device from XLA's cost analysis (None if not reported)."""
+    cost = compiled.cost_analysis()
+    if isinstance(cost, (list, tuple)):  # older jax: one dict per program
+        cost = cost[0] if cost else None
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def _memory(devices, compiled) -> dict[str, Any]:
+    """Peak device memory where the backend reports it; host RSS otherwise (clearly labelled)."""
+    stats = devices[0].memory_stats() or {}
+    peak = [d.memory_stats().get("peak_bytes_in_use") for d in devices] if stats else []
+    analysis = compiled.memory_analysis()
+    return {
+        "peak_device_bytes": max(peak) if peak and None not in peak else None,
+        # On the CPU backend device buffers live in host memory: this is the process's peak RSS
+        # (everything so far in this process), not a per-device figure.
+        "host_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        # XLA's static plan for one device: arguments, outputs and scratch of the train step.
+        "xla_argument_bytes": getattr(analysis, "argument_size_in_bytes", None),
+        "xla_output_bytes": getattr(analysis, "output_size_in_bytes", None),
+        "xla_temp_bytes": getattr(analysis, "temp_size_in_bytes", None),
+    }
+
+
+def _synthetic_batch(rng: np.random.Generator, num_devices: int, per_device: int, frames: int,
+                     mels: int, classes: int) -> dict[str, np.ndarray]:
+    """A z-scored-like log-mel batch and sparse multi-hot targets, laid out [D, B, ...]."""
+    return {
+        "logmel": rng.standard_normal((num_devices, per_device, frames, mels), np.float32),
+        "target": (rng.random((num_devices, per_device, classes)) < 0.05).astype(np.float32),
+    }
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int = 24,
+                  dtype: str = "float32", devices: int = 1, steps: int = 50, warmup: int = 3,
+                  data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
+                  compare_torch: bool = False, conv_impl: str = "auto", alpha: float = 0.001,
+                  torch_steps: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Benchmark one configuration in this process; returns the JSON-ready result dict."""
+    import jax
+
+    from twostep_jax import create_model, input_pipeline
+    from twostep_jax.conv import select_conv
+    from twostep_jax.training import create_train_state, make_eval_step, make_train_step
+
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
+    available = jax.local_devices()
+    if devices > len(available):
+        raise ValueError(
+            f"--devices {devices} but only {len(available)} local device(s); on a CPU host run "
+            f"with XLA_FLAGS=--xla_force_host_platform_device_count={devices}")
+    devs = available[:devices]
+    if global_batch % devices:
+        raise ValueError(f"global batch {global_batch} is not divisible by {devices} devices")
+    per_device = global_batch // devices
+    load_start = os.getloadavg()
+
+    net = create_model(model, preset, axis_name="batch", dtype=dtype, conv_impl=conv_impl)
+    cfg = net.config
+    rng = jax.random.PRNGKey(seed)
+    state = create_train_state(net, rng, 1e-3)
+    host_batch = _synthetic_batch(np.random.default_rng(seed), devices, per_device, cfg.frames,
+                                  cfg.mels, cfg.classes)
+    batch = input_pipeline.shard_to_local_devices(host_batch, devs)
+    state = jax.device_put(state, jax.sharding.NamedSharding(
+        jax.sharding.Mesh(np.asarray(devs), ("devices",)), jax.sharding.PartitionSpec()))
+
+    # --- compile (ahead of time, so the timed calls never include it)
+    train_fn = make_train_step(net, alpha)
+    t0 = time.perf_counter()
+    lowered = train_fn.lower(state, batch, rng)
+    t1 = time.perf_counter()
+    train_step = lowered.compile()
+    t2 = time.perf_counter()
+    eval_fn = make_eval_step(net)
+    eval_batch = {"logmel": batch["logmel"]}
+    t3 = time.perf_counter()
+    eval_step = eval_fn.lower(state, eval_batch).compile()
+    compile_info = {"train_trace_lower_s": t1 - t0, "train_compile_s": t2 - t1,
+                    "eval_lower_compile_s": time.perf_counter() - t3}
+
+    # --- steady-state train step
+    holder = {"state": state}
+
+    def one_step():
+        holder["state"], metrics = train_step(holder["state"], batch, rng)
+        return holder["state"], metrics
+
+    _time_each(one_step, warmup)
+    step_times = _time_each(one_step, steps)
+    t0 = time.perf_counter()
+    pending = [one_step()[1] for _ in range(steps)]  # back-to-back, one sync: as in training
+    jax.block_until_ready((holder["state"], pending))
+    loop_s = time.perf_counter() - t0
+    loss = float(np.asarray(jax.device_get(pending[-1]["loss"])))
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"benchmark train step produced a non-finite loss {loss}")
+
+    # --- steady-state eval (forward only)
+    def one_eval():
+        return eval_step(holder["state"], eval_batch)
+
+    _time_each(one_eval, warmup)
+    eval_times = _time_each(one_eval, steps)
+
+    # --- FLOPs (XLA reports one device's program: scale to the global batch)
+    analytic = analytic_flops(cfg)
+    xla_train, xla_eval = _xla_flops(train_step), _xla_flops(eval_step)
+    per_clip = lambda f: None if f is None else f * devices / global_batch  # noqa: E731
+    flops = {
+        "analytic_forward": analytic["forward"], "analytic_train": analytic["train"],
+        "analytic_breakdown": analytic["breakdown"],
+        "xla_forward": per_clip(xla_eval), "xla_train": per_clip(xla_train),
+    }
+    for kind in ("forward", "train"):
+        x = flops[f"xla_{kind}"]
+        flops[f"xla_over_analytic_{kind}"] = None if x is None else x / flops[f"analytic_{kind}"]
+
+    step_median = float(np.median(step_times))
+    train_cps = global_batch / step_median
+    device_kind = devs[0].device_kind
+    accelerator = detect_accelerator(device_kind)
+    peak_source = "--peak-tflops" if peak_tflops else (accelerator and f"table: {accelerator}")
+    peak = peak_tflops or (PEAK_TFLOPS[accelerator][dtype] if accelerator else None)
+    achieved = analytic["train"] * train_cps / 1e12
+
+    result: dict[str, Any] = {
+        "model": model, "preset": preset, "dtype": dtype, "conv_impl": conv_impl,
+        "conv_impl_resolved": getattr(select_conv(conv_impl), "__name__", str(conv_impl)),
+        "global_batch": global_batch, "per_device_batch": per_device, "num_devices": devices,
+        "steps": steps, "warmup": warmup, "alpha": alpha,
+        "backend": jax.default_backend(), "device_kind": device_kind,
+        "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
+                 "load_avg_start": load_start, "load_avg_end": os.getloadavg()},
+        "versions": _versions(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "compile": compile_info,
+        "train_step_s": _stats(step_times),
+        "train_clips_per_s": train_cps,
+        "train_loop_clips_per_s": steps * global_batch / loop_s,
+        "eval_step_s": _stats(eval_times),
+        "eval_clips_per_s": global_batch / float(np.median(eval_times)),
+        "final_loss": loss,
+        "flops_per_clip": flops,
+        "achieved_tflops": achieved,
+        "achieved_tflops_xla": None if flops["xla_train"] is None else flops["xla_train"] * train_cps / 1e12,
+        "peak_tflops_per_device": peak, "peak_source": peak_source,
+        "mfu": None if peak is None else achieved / (peak * devices),
+        "memory": _memory(devs, train_step),
+        "input_pipeline_clips_per_s": None, "end_to_end_clips_per_s": None,
+        "end_to_end_over_step_loop": None,
+        "torch": None, "jax_over_torch_speed": None,
+    }
+    if data_dir:
+        result.update(_data_throughput(data_dir, snr, global_batch, devs, steps, warmup,
+                                       train_step, holder, rng, seed))
+        result["end_to_end_over_step_loop"] = (result["end_to_end_clips_per_s"]
+                                               / result["train_loop_clips_per_s"])
+    if compare_torch:
+        result["torch"] = _torch_throughput(cfg, host_batch, alpha, torch_steps or steps, warmup)
+        result["jax_over_torch_speed"] = result["torch"]["train_step_s"]["median"] / step_median
+    result["memory"]["host_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return result
+
+
+def _versions() -> dict[str, str]:
+    import flax
+    import jax
+    import jaxlib
+    import optax
+
+    return {"python": platform.python_version(), "jax": jax.__version__,
+            "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
+
+
+def _data_throughput(data_dir, snr, global_batch, devs, steps, warmup, train_step, holder, rng,
+                     seed) -> dict[str, float]:
+    """Input pipeline alone, then pipeline + step, over the training folds 1-3 (clips/s)."""
+    import jax
+
+    from twostep_jax import input_pipeline as ip
+
+    clips = ip.load_folds(data_dir, snr, (1, 2, 3))
+    stats = ip.compute_norm_stats(clips)
+
+    def batches() -> Iterator[dict]:
+        epoch = 0
+        while True:  # as many epochs as the timed steps need
+            yield from ip.train_batches(clips, stats, global_batch, seed, epoch, len(devs))
+            epoch += 1
+
+    def timed(consume: Callable[[dict], Any]) -> float:
+        it = ip.prefetch_to_device(batches(), devices=devs)
+        try:
+            for _ in range(warmup):
+                jax.block_until_ready(consume(next(it)))
+            t0 = time.perf_counter()
+            out = [consume(next(it)) for _ in range(steps)]
+            jax.block_until_ready((out, holder["state"]))
+            return steps * global_batch / (time.perf_counter() - t0)
+        finally:
+            it.close()
+
+    def step(batch):
+        holder["state"], metrics = train_step(holder["state"], batch, rng)
+        return metrics  # kept on device; read once at the end, as the trainer's log interval
+
+    return {"input_pipeline_clips_per_s": timed(lambda b: b["logmel"]),
+            "end_to_end_clips_per_s": timed(step),
+            "data_clips": len(clips)}
+
+
+def _torch_throughput(cfg, host_batch: dict[str, np.ndarray], alpha: float, steps: int,
+                      warmup: int) -> dict[str, Any]:
+    """The PyTorch reference on the same global batch, with as many threads as cores."""
+    import torch
+
+    from twostep_jax import torch_reference
+
+    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = torch_reference.model_from_config(cfg)
+    logmel = torch.from_numpy(host_batch["logmel"].reshape(-1, cfg.frames, cfg.mels))
+    target = torch.from_numpy(host_batch["target"].reshape(-1, cfg.classes))
+    train = torch_reference.make_train_step(net, alpha)
+    infer = torch_reference.make_eval_step(net)
+
+    def each(call, n):
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    each(lambda: train(logmel, target), warmup)
+    train_times = each(lambda: train(logmel, target), steps)
+    each(lambda: infer(logmel), warmup)
+    eval_times = each(lambda: infer(logmel), steps)
+    gb = logmel.shape[0]
+    return {"version": torch.__version__, "threads": threads,
+            "params": torch_reference.count_params(net),
+            "train_step_s": _stats(train_times),
+            "train_clips_per_s": gb / float(np.median(train_times)),
+            "eval_step_s": _stats(eval_times),
+            "eval_clips_per_s": gb / float(np.median(eval_times))}
+
+
+# --------------------------------------------------------------------------- sweep and report
+
+
+def run_sweep(batches: Sequence[int], dtypes: Sequence[str], device_counts: Sequence[int],
+              **kwargs) -> list[dict[str, Any]]:
+    """`run_benchmark` over batch sizes × dtypes × device counts (device counts above the local
+    count, or not dividing the batch, are skipped with a message on stderr)."""
+    import jax
+
+    results = []
+    for n in device_counts:
+        if n > jax.local_device_count():
+            print(f"sweep: skipping {n} devices (only {jax.local_device_count()})", file=sys.stderr)
+            continue
+        for dtype in dtypes:
+            for gb in batches:
+                if gb % n:
+                    print(f"sweep: skipping batch {gb} on {n} devices (not divisible)", file=sys.stderr)
+                    continue
+                results.append(run_benchmark(global_batch=gb, dtype=dtype, devices=n, **kwargs))
+                print(summary_line(results[-1]), file=sys.stderr, flush=True)
+    return results
+
+
+def _fmt(x, spec: str) -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def markdown_table(results: Sequence[dict[str, Any]]) -> str:
+    """One row per result: the figures a BENCHMARKS.md table needs."""
+    head = ("| model | preset | device | devices | dtype | conv | batch | compile s | step s median "
+            "(p10–p90) | train clips/s | eval clips/s | e2e clips/s | GFLOP/clip train (XLA) "
+            "| TFLOP/s | MFU | torch step s | JAX/torch |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in results:
+        s, f, t = r["train_step_s"], r["flops_per_clip"], r["torch"]
+        rows.append(
+            f"| {r['model']} | {r['preset']} | {r['device_kind']} | {r['num_devices']} | {r['dtype']} "
+            f"| {r['conv_impl']} | {r['global_batch']} | {r['compile']['train_compile_s']:.1f} "
+            f"| {s['median']:.3f} ({s['p10']:.3f}–{s['p90']:.3f}) | {r['train_clips_per_s']:.2f} "
+            f"| {r['eval_clips_per_s']:.2f} | {_fmt(r['end_to_end_clips_per_s'], '.2f')} "
+            f"| {f['analytic_train'] / 1e9:.1f} ({_fmt(f['xla_train'] and f['xla_train'] / 1e9, '.1f')}) "
+            f"| {r['achieved_tflops']:.3f} | {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}{'' if r['mfu'] is None else ' %'} "
+            f"| {_fmt(t and t['train_step_s']['median'], '.3f')} | {_fmt(r['jax_over_torch_speed'], '.2f')} |")
+    return "\n".join(rows) + "\n"
+
+
+def summary_line(r: dict[str, Any]) -> str:
+    s = r["train_step_s"]
+    line = (f"{r['model']}/{r['preset']} {r['dtype']} conv={r['conv_impl']} batch={r['global_batch']} "
+            f"devices={r['num_devices']} ({r['device_kind']}): compile {r['compile']['train_compile_s']:.1f}s, "
+            f"step {s['median']:.4f}s (p10 {s['p10']:.4f}, p90 {s['p90']:.4f}), "
+            f"train {r['train_clips_per_s']:.2f} clips/s, eval {r['eval_clips_per_s']:.2f} clips/s, "
+            f"{r['achieved_tflops']:.3f} TFLOP/s, MFU {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}")
+    if r["end_to_end_clips_per_s"] is not None:
+        line += (f", pipeline {r['input_pipeline_clips_per_s']:.1f} clips/s, end-to-end "
+                 f"{r['end_to_end_clips_per_s']:.2f} clips/s ({100 * r['end_to_end_over_step_loop']:.0f} % of step loop)")
+    if r["torch"] is not None:
+        line += (f", torch step {r['torch']['train_step_s']['median']:.4f}s, "
+                 f"JAX/torch speed {r['jax_over_torch_speed']:.2f}x")
+    return line
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _int_list(s: str) -> list[int]:
+    return [int(v) for v in s.split(",") if v.strip()]
+
+
+def _configure_devices(n: int) -> None:
+    """Ask for n fake CPU devices before the backend starts, unless XLA_FLAGS already says."""
+    import jax
+
+    if n > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        jax.config.update("jax_num_cpu_devices", n)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from twostep_jax.config import CONV_IMPLS, DTYPES, MODEL_NAMES, PRESETS
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="2apae", choices=MODEL_NAMES)
+    p.add_argument("--preset", default="paper", choices=PRESETS)
+    p.add_argument("--global-batch", type=int, default=24)
+    p.add_argument("--dtype", default="float32", choices=DTYPES)
+    p.add_argument("--devices", type=int, default=1, help="use the first N local devices")
+    p.add_argument("--steps", type=int, default=50, help="timed steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps after compilation")
+    p.add_argument("--data", default=None, help="DATA_DIR: also time the input pipeline and the "
+                   "end-to-end loop on the prepared dataset's folds 1-3")
+    p.add_argument("--snr", type=int, default=20)
+    p.add_argument("--alpha", type=float, default=0.001)
+    p.add_argument("--json", default=None, help="write the result(s) as JSON here")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="peak dense TFLOP/s of one device at --dtype (default: detected)")
+    p.add_argument("--compare-torch", action="store_true",
+                   help="also time the PyTorch CPU reference (needs the torch extra)")
+    p.add_argument("--torch-steps", type=int, default=None, help="timed torch steps (default --steps)")
+    p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
+    p.add_argument("--sweep", action="store_true",
+                   help="run --sweep-batches x --sweep-dtypes x --sweep-devices, write a Markdown table")
+    p.add_argument("--sweep-batches", type=_int_list, default=[8, 24])
+    p.add_argument("--sweep-dtypes", type=lambda s: s.split(","), default=list(DTYPES))
+    p.add_argument("--sweep-devices", type=_int_list, default=None,
+                   help="device counts (default: 1 and --devices if larger)")
+    p.add_argument("--sweep-out", default="benchmark_sweep.md", help="Markdown table path")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sweep_devices = args.sweep_devices or sorted({1, args.devices})
+    _configure_devices(max(sweep_devices) if args.sweep else args.devices)
+    common = dict(model=args.model, preset=args.preset, steps=args.steps, warmup=args.warmup,
+                  data_dir=args.data, snr=args.snr, peak_tflops=args.peak_tflops,
+                  compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha,
+                  torch_steps=args.torch_steps)
+    if args.sweep:
+        results = run_sweep(args.sweep_batches, args.sweep_dtypes, sweep_devices, **common)
+        table = markdown_table(results)
+        with open(args.sweep_out, "w") as f:
+            f.write(table)
+        print(table)
+        out: Any = results
+    else:
+        out = run_benchmark(global_batch=args.global_batch, dtype=args.dtype, devices=args.devices,
+                            **common)
+        print(summary_line(out))
+        print(markdown_table([out]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Model configuration: one frozen dataclass, named presets, one registry of model names.
+
+Every model in this package (2APAE and the paper's baselines) is the same three-part network
+configured differently: a convolutional *segmentation* backbone over the log-mel, a pooling *head*
+that turns the class time-frequency map into clip probabilities, and an optional *decoder* that
+reconstructs the log-mel (the auxiliary task). `ModelConfig` names those choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+# Backbones (segmentation networks).
+VGG_POOLED = "vgg_pooled"  # 2APAE encoder: blocks with stride-1 3x3 average pooling (Table I).
+VGG_BOTTLENECK = "vgg_bottleneck"  # Kong's GMP/GAP/GWRP bottleneck: no pooling (ref §1.12).
+ATROUS = "atrous"  # Ren et al.'s dilated 5x5 layers, as adapted in the released code (ref §3.2).
+
+# Heads (classification networks).
+TWO_STEP = "two_step"
+GMP = "gmp"
+GAP = "gap"
+GWRP = "gwrp"
+ATROUS_ATTENTION = "atrous_attention"
+TF_ATTENTION = "tf_attention"
+
+ATTENTION_FORMS = ("released_code", "paper_equations")
+DECODER_OUTPUTS = ("relu", "linear")
+DTYPES = ("float32", "bfloat16")
+CONV_IMPLS = ("auto", "xla", "shifted_gemm")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes a model's parameters and computation.
+
+    Stored with every checkpoint; a checkpoint restores only into a model with an equal config
+    (up to `dtype`/`conv_impl`, which change how it computes, not what it holds).
+    """
+
+    name: str = "2apae"
+    frames: int = 311  # time frames of the input log-mel; fixed by the time-attention Dense layers.
+    mels: int = 64
+    classes: int = 41
+    backbone: str = VGG_POOLED
+    channels: tuple[int, ...] = (32, 64, 128, 256)
+    kernel_size: int = 3
+    dilations: tuple[int, ...] = ()  # per backbone stage (atrous backbone); empty = all 1.
+    head: str = TWO_STEP
+    attention_form: str = "released_code"
+    gwrp_r: float = 0.9998
+    decoder: bool = True
+    decoder_channels: tuple[int, ...] = (128, 64, 32)  # then a final 1-channel block.
+    decoder_output: str = "relu"
+    bn_momentum: float = 0.9  # flax convention; == PyTorch momentum 0.1.
+    bn_epsilon: float = 1e-5
+    dtype: str = "float32"  # compute dtype; parameters and BatchNorm statistics stay float32.
+    conv_impl: str = "auto"
+
+    def __post_init__(self):
+        _check_choice("attention_form", self.attention_form, ATTENTION_FORMS)
+        _check_choice("decoder_output", self.decoder_output, DECODER_OUTPUTS)
+        _check_choice("dtype", self.dtype, DTYPES)
+        _check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
+        _check_choice("backbone", self.backbone, (VGG_POOLED, VGG_BOTTLENECK, ATROUS))
+        _check_choice(
+            "head", self.head, (TWO_STEP, GMP, GAP, GWRP, ATROUS_ATTENTION, TF_ATTENTION)
+        )
+        if self.dilations and len(self.dilations) != len(self.channels):
+            raise ValueError(
+                f"dilations {self.dilations} must have one entry per backbone stage "
+                f"(channels {self.channels})"
+            )
+        if self.decoder and self.backbone != VGG_POOLED:
+            raise ValueError("the reconstruction decoder is defined on the 2APAE encoder only")
+        if min(self.frames, self.mels, self.classes) < 1:
+            raise ValueError(f"frames/mels/classes must be positive, got {self.frames}/{self.mels}/{self.classes}")
+        if not 0.0 <= self.gwrp_r <= 1.0:
+            raise ValueError(f"gwrp_r must be in [0, 1], got {self.gwrp_r}")
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """The `[time, mel]` shape of one input log-mel."""
+        return (self.frames, self.mels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields {unknown}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def structure(self) -> dict[str, Any]:
+        """The fields that determine the parameter tree (for checkpoint compatibility checks)."""
+        d = self.to_dict()
+        for runtime_only in ("dtype", "conv_impl", "name"):
+            d.pop(runtime_only)
+        return d
+
+
+def _check_choice(field: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{field}={value!r} is not one of {choices}")
+
+
+# --- Registry: model name -> how it differs from the 2APAE defaults, per preset. -------------
+#
+# `paper` is the released code's exact sizes; `cpu_small` trains something real on a 2-core CPU
+# in minutes; `test_tiny` is for unit tests. All take the data's [311, 64] log-mels.
+
+_PRESET_WIDTHS = {
+    # (2APAE encoder, 2APAE decoder, Kong bottleneck, atrous)
+    "paper": ((32, 64, 128, 256), (128, 64, 32), (32, 64, 128, 128), (64, 128, 256)),
+    "cpu_small": ((8, 16, 24, 32), (24, 16, 8), (8, 16, 24, 24), (8, 16, 32)),
+    "test_tiny": ((2, 4, 4, 8), (4, 4, 2), (2, 4, 4, 4), (2, 4, 8)),
+}
+
+MODEL_NAMES = ("2apae", "gmp", "gap", "gwrp", "atrous_ap", "attention")
+PRESETS = tuple(_PRESET_WIDTHS)
+
+
+def model_config(name: str, preset: str = "paper", **overrides: Any) -> ModelConfig:
+    """The `ModelConfig` of a registered model at a preset size, with field overrides."""
+    if name not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
+    if preset not in _PRESET_WIDTHS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
+    enc, dec, bottleneck, atrous = _PRESET_WIDTHS[preset]
+    by_name: dict[str, dict[str, Any]] = {
+        "2apae": dict(channels=enc, decoder_channels=dec),
+        # Plain single-step attention over T x F on the 2APAE encoder: isolates the head.
+        "attention": dict(channels=enc, head=TF_ATTENTION, decoder=False),
+        "gmp": dict(backbone=VGG_BOTTLENECK, channels=bottleneck, head=GMP, decoder=False),
+        "gap": dict(backbone=VGG_BOTTLENECK, channels=bottleneck, head=GAP, decoder=False),
+        "gwrp": dict(backbone=VGG_BOTTLENECK, channels=bottleneck, head=GWRP, decoder=False),
+        "atrous_ap": dict(
+            backbone=ATROUS, channels=atrous, kernel_size=5, dilations=(1, 2, 4),
+            head=ATROUS_ATTENTION, decoder=False,
+        ),
+    }
+    fields = dict(name=name, **by_name[name])
+    for key, value in overrides.items():
+        if key not in ModelConfig.__dataclass_fields__ or key == "name":
+            raise ValueError(f"unknown model override {key!r}")
+        fields[key] = tuple(value) if isinstance(value, list) else value
+    return ModelConfig(**fields)
+
+
+# --- Training configuration ------------------------------------------------------------------
+
+# Fields of TrainConfig that may differ when a run is resumed (they change how a run reports or
+# how long it goes on, not what it computes step by step).
+RESUMABLE_FIELDS = ("epochs", "log_every_steps", "keep_checkpoints", "progress", "distributed")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One training run: model, data, the paper's optimisation recipe and bookkeeping."""
+
+    model: str = "2apae"
+    preset: str = "paper"
+    model_overrides: tuple[tuple[str, Any], ...] = ()  # (field, value) pairs on the ModelConfig.
+    data_dir: str = ""
+    snr: int = 20
+    test_fold: int = 1
+    val_fraction: float = 0.1  # honest model selection: validation carved from training folds.
+    select_on_test_fold: bool = False  # the released code's choice: select on the test fold.
+    alpha: float = 0.001
+    learning_rate: float = 1e-3
+    global_batch: int = 24
+    epochs: int = 50
+    plateau_factor: float = 0.1  # ReduceLROnPlateau(mode='max', patience=3) on val micro-AP.
+    plateau_patience: int = 3
+    plateau_threshold: float = 1e-4  # relative, as PyTorch's default threshold_mode='rel'.
+    seed: int = 0
+    dtype: str = "float32"
+    checkpoint_every_steps: int = 0  # 0: only at epoch ends (and on a new best).
+    keep_checkpoints: int = 2
+    log_every_steps: int = 25
+    progress: bool = True
+    distributed: bool = False
+
+    def __post_init__(self):
+        _check_choice("dtype", self.dtype, DTYPES)
+        if self.test_fold not in (1, 2, 3, 4):
+            raise ValueError(f"test_fold must be 1..4, got {self.test_fold}")
+        if self.global_batch < 1 or self.epochs < 1:
+            raise ValueError("global_batch and epochs must be positive")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+
+    @property
+    def train_folds(self) -> tuple[int, ...]:
+        return tuple(f for f in (1, 2, 3, 4) if f != self.test_fold)
+
+    def model_config(self) -> ModelConfig:
+        return model_config(self.model, self.preset, dtype=self.dtype, **dict(self.model_overrides))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model_overrides"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.model_overrides}
+        d["model_config"] = self.model_config().to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        d = dict(d)
+        d.pop("model_config", None)
+        overrides = d.pop("model_overrides", {}) or {}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields {unknown}")
+        return cls(model_overrides=tuple(sorted(
+            (k, tuple(v) if isinstance(v, list) else v) for k, v in overrides.items())), **d)
+
+
+# Training presets: the paper's recipe, a CPU demo budget, and unit-test sizes.
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": dict(global_batch=24, epochs=50),
+    "cpu_small": dict(global_batch=16, epochs=6, log_every_steps=10),
+    "test_tiny": dict(global_batch=8, epochs=2, log_every_steps=1),
+}
+
+
+def train_config(preset: str = "paper", **overrides: Any) -> TrainConfig:
+    """The TrainConfig of a preset (model size and budget) with field overrides."""
+    if preset not in TRAIN_PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {tuple(TRAIN_PRESETS)}")
+    fields = dict(TRAIN_PRESETS[preset], preset=preset)
+    fields.update(overrides)
+    if isinstance(fields.get("model_overrides"), dict):
+        fields["model_overrides"] = tuple(sorted(fields["model_overrides"].items()))
+    return TrainConfig(**fields)

@@ -1,0 +1,723 @@
+"""Sound event localisation metrics from frame-level class activity (numpy only).
+
+The paper (2APAE) reports clip-level metrics only; our datasets keep strong
+labels, so evaluation also measures *where in time* each class is detected.
+This module re-implements the DCASE definitions without depending on
+``sed_eval`` / ``sed_scores_eval``:
+
+* :func:`segment_based_metrics` -- sed_eval ``SegmentBasedMetrics`` (1 s
+  segments, overall F1/P/R and ER with per-segment substitutions, class-wise F1).
+* :func:`event_based_metrics` -- sed_eval ``EventBasedMetrics`` with
+  ``event_matching_type='optimal'`` (200 ms onset collar, offset collar
+  ``max(200 ms, 20 % of the reference length)``).
+* :func:`psds` / :func:`psd_roc` -- intersection-based PSDS (Bilen et al.,
+  ICASSP 2020) as computed by ``sed_scores_eval`` (Ebbers et al., ICASSP 2022),
+  evaluated on a grid of decision thresholds.
+* :func:`localisation_metrics` -- the flat dict ``evaluate.py`` reports.
+
+Conventions
+-----------
+Time grid: ``frame_probs`` has shape ``[T, K]`` (frames, classes); frame ``i``
+covers the half-open interval ``[i * hop_s, (i + 1) * hop_s)`` seconds (for
+the paper's features ``hop_s = 1024 / 32000 = 0.032``, ``T = 311``). A run of
+frames ``a .. b-1`` whose probability is strictly above the threshold becomes
+the event ``[a * hop_s, b * hop_s)``. When a clip duration is given, frame
+edges are clipped to it; the grid may overhang the clip by less than one frame
+(centre-padded STFTs), anything more is an error.
+
+Events: ``(class_index, onset_s, offset_s)`` tuples with
+``0 <= onset < offset <= clip_duration``; one list per clip.
+
+Times are compared after rounding to 1 µs (as ``sed_scores_eval``'s
+``time_decimals=6``), so float noise in frame-edge times (``125 * 0.032`` is
+not exactly ``4.0``) cannot flip a collar, segment or DTC/GTC decision.
+
+Documented deviations from the reference libraries (only matter for corner
+cases; identical results otherwise -- see tests):
+
+* Class-averaged ("macro") F1 averages over classes with at least one
+  reference event; sed_eval also averages in ``F = 0`` for classes absent from
+  the reference. PSDS likewise averages over classes with reference events;
+  sed_scores_eval counts a class without references as ``TPR = 0``.
+* Error rates are ``nan`` when there are no reference events (sed_eval divides
+  by machine epsilon).
+* Within a clip events are processed sorted by ``(onset, offset, class)``;
+  sed_eval uses input order, which only affects which leftover pairs the greedy
+  substitution count picks.
+* PSDS is evaluated at the given thresholds (plus "nothing detected"), not at
+  every score change point as sed_scores_eval does. When the grid reaches
+  every operating point (e.g. quantised scores) the two agree exactly;
+  otherwise, with ``alpha_st = 0``, the grid value is a lower bound, and with
+  ``alpha_st > 0`` the std penalty makes the deviation go either way (on toy
+  data with continuous scores the default 50-threshold grid was within 0.013
+  of the exact value). Cross-trigger penalties (``alpha_ct > 0``, PSDS
+  scenario 2) are not implemented.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from scipy.ndimage import median_filter as _ndimage_median_filter
+from scipy.optimize import linear_sum_assignment
+
+Event = tuple[int, float, float]
+
+DEFAULT_PSDS_THRESHOLDS = np.linspace(0.01, 0.99, 50)
+_TIME_DECIMALS = 6
+# Softmax-weighted sums of sigmoids computed in float32 can land a few ulps
+# outside [0, 1]; such values are clipped, anything further out is an error.
+_PROB_TOLERANCE = 1e-5
+_SECONDS_PER_HOUR = 3600.0
+
+__all__ = [
+    "DEFAULT_PSDS_THRESHOLDS",
+    "PSDROC",
+    "event_based_metrics",
+    "frame_probs_to_events",
+    "localisation_metrics",
+    "psd_roc",
+    "psds",
+    "segment_based_metrics",
+]
+
+
+# --------------------------------------------------------------------------
+# Input validation
+
+
+def _round_t(x):
+    return np.round(x, _TIME_DECIMALS)
+
+
+def _check_positive(value: float, name: str) -> float:
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return value
+
+
+def _check_unit_interval(value: float, name: str, *, closed_right: bool) -> float:
+    value = float(value)
+    ok = 0.0 <= value <= 1.0 if closed_right else 0.0 <= value < 1.0
+    if not ok:
+        bound = "[0, 1]" if closed_right else "[0, 1)"
+        raise ValueError(f"{name} must lie in {bound}; got {value!r}")
+    return value
+
+
+def _check_probs(frame_probs, name: str = "frame_probs") -> np.ndarray:
+    """Returns ``frame_probs`` as float64 ``[T, K]`` in [0, 1] or raises naming the problem.
+
+    Values within ``_PROB_TOLERANCE`` outside [0, 1] (float32 rounding) are clipped.
+    """
+    p = np.asarray(frame_probs, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"{name} must have shape [T, K] (frames, classes); got shape {p.shape}")
+    if p.shape[0] == 0 or p.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one frame and one class; got shape {p.shape}")
+    if not np.all(np.isfinite(p)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    lo, hi = float(p.min()), float(p.max())
+    if lo < -_PROB_TOLERANCE or hi > 1.0 + _PROB_TOLERANCE:
+        raise ValueError(f"{name} must be probabilities in [0, 1]; got values in [{lo:.6g}, {hi:.6g}]")
+    return np.clip(p, 0.0, 1.0)
+
+
+def _check_events(events, n_classes: int, clip_duration: float | None, name: str) -> list[Event]:
+    """Validates one clip's event list; returns it sorted by (onset, offset, class)."""
+    if isinstance(events, (str, bytes)) or not hasattr(events, "__iter__"):
+        raise ValueError(f"{name} must be a list of (class_index, onset_s, offset_s); got {events!r}")
+    out = []
+    for i, ev in enumerate(events):
+        try:
+            cls, onset, offset = ev
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}[{i}] must be (class_index, onset_s, offset_s); got {ev!r}") from None
+        if isinstance(cls, (bool, np.bool_)) or not float(cls).is_integer():
+            raise ValueError(f"{name}[{i}]: class index must be an integer; got {cls!r}")
+        cls = int(cls)
+        if not 0 <= cls < n_classes:
+            raise ValueError(f"{name}[{i}]: class index {cls} out of range [0, {n_classes})")
+        onset, offset = float(onset), float(offset)
+        if not (math.isfinite(onset) and math.isfinite(offset)):
+            raise ValueError(f"{name}[{i}]: onset/offset must be finite; got ({onset}, {offset})")
+        if onset < 0.0 or offset <= onset:
+            raise ValueError(f"{name}[{i}]: need 0 <= onset < offset; got onset={onset}, offset={offset}")
+        if clip_duration is not None and _round_t(offset) > _round_t(clip_duration):
+            raise ValueError(f"{name}[{i}]: offset {offset} s is beyond clip_duration {clip_duration} s")
+        out.append((cls, onset, offset))
+    return sorted(out, key=lambda e: (e[1], e[2], e[0]))
+
+
+def _check_clip_lists(ref, est, n_classes, clip_duration):
+    if len(ref) != len(est):
+        raise ValueError(f"got {len(ref)} reference clips but {len(est)} estimated clips")
+    if isinstance(n_classes, bool) or int(n_classes) != n_classes or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer; got {n_classes!r}")
+    ref = [_check_events(r, n_classes, clip_duration, f"ref[{i}]") for i, r in enumerate(ref)]
+    est = [_check_events(e, n_classes, clip_duration, f"est[{i}]") for i, e in enumerate(est)]
+    return ref, est
+
+
+def _frame_edges(n_frames: int, hop_s: float, clip_duration: float | None) -> np.ndarray:
+    """Frame boundary times ``[T + 1]``: frame i is ``[edges[i], edges[i+1])``."""
+    edges = np.arange(n_frames + 1, dtype=np.float64) * hop_s
+    if clip_duration is not None:
+        # Allow < 1 frame of overhang (centre padding); more means hop_s or
+        # clip_duration is wrong, which would silently shift every event.
+        if _round_t(edges[-2]) >= _round_t(clip_duration):
+            raise ValueError(
+                f"{n_frames} frames of {hop_s} s span {edges[-1]:.6g} s, more than one frame beyond "
+                f"clip_duration={clip_duration} s; check hop_s / clip_duration"
+            )
+        edges = np.minimum(edges, clip_duration)
+    return edges
+
+
+def _smooth(probs: np.ndarray, median_filter: int) -> np.ndarray:
+    """Median filter along time per class (``median_filter`` frames, odd).
+
+    Median filtering commutes with thresholding (order statistic), so
+    filtering the scores is the same as filtering the binary decisions at any
+    threshold -- which lets PSDS use the same post-processing.
+    """
+    if isinstance(median_filter, bool) or int(median_filter) != median_filter or median_filter < 1 or median_filter % 2 == 0:
+        raise ValueError(f"median_filter must be a positive odd number of frames; got {median_filter!r}")
+    if median_filter == 1:
+        return probs
+    return _ndimage_median_filter(probs, size=(int(median_filter), 1), mode="nearest")
+
+
+def _runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start (inclusive) and stop (exclusive) indices of True runs of a 1-D bool array."""
+    d = np.diff(np.concatenate(([0], active.astype(np.int8), [0])))
+    return np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+
+
+# --------------------------------------------------------------------------
+# Decoding
+
+
+def frame_probs_to_events(
+    frame_probs,
+    hop_s: float,
+    threshold: float = 0.5,
+    median_filter: int = 1,
+    clip_duration: float | None = None,
+) -> list[Event]:
+    """Turns one clip's frame probabilities into an event list.
+
+    Args:
+      frame_probs: ``[T, K]`` probabilities in [0, 1].
+      hop_s: frame hop in seconds (frame i covers ``[i*hop_s, (i+1)*hop_s)``).
+      threshold: a frame is active when its (smoothed) probability is strictly
+        greater than ``threshold``.
+      median_filter: odd median-filter length in frames applied per class
+        along time before thresholding (1 = off).
+      clip_duration: if given, event offsets are clipped to it.
+
+    Returns:
+      ``[(class_index, onset_s, offset_s), ...]`` -- one event per maximal run
+      of active frames per class, sorted by (onset, offset, class).
+    """
+    probs = _check_probs(frame_probs)
+    hop_s = _check_positive(hop_s, "hop_s")
+    threshold = _check_unit_interval(threshold, "threshold", closed_right=False)
+    edges = _frame_edges(probs.shape[0], hop_s, clip_duration)
+    active = _smooth(probs, median_filter) > threshold
+    events = []
+    for k in range(probs.shape[1]):
+        starts, stops = _runs(active[:, k])
+        events.extend((k, float(edges[a]), float(edges[b])) for a, b in zip(starts, stops))
+    return sorted(events, key=lambda e: (e[1], e[2], e[0]))
+
+
+# --------------------------------------------------------------------------
+# Counting helpers shared by the segment- and event-based metrics
+
+
+def _prf(n_tp, n_ref, n_sys):
+    """Precision, recall, F1 (0 where undefined, as sed_eval)."""
+    n_tp, n_ref, n_sys = (np.asarray(x, dtype=np.float64) for x in (n_tp, n_ref, n_sys))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.where(n_sys > 0, n_tp / n_sys, 0.0)
+        r = np.where(n_ref > 0, n_tp / n_ref, 0.0)
+        f = np.where(p + r > 0, 2 * p * r / (p + r), 0.0)
+    return p, r, f
+
+
+def _summarise(n_tp, n_ref, n_sys, subs, dels, ins, cls_tp, cls_ref, cls_sys) -> dict:
+    """Overall (micro) and class-wise scores from accumulated counts."""
+    p, r, f = (float(x) for x in _prf(n_tp, n_ref, n_sys))
+    _, _, cls_f = _prf(cls_tp, cls_ref, cls_sys)
+    has_ref = np.asarray(cls_ref) > 0
+    per_class_f1 = np.where(has_ref, cls_f, np.nan)
+    rate = (lambda x: float(x) / n_ref) if n_ref > 0 else (lambda x: float("nan"))
+    return {
+        "f1": f,
+        "precision": p,
+        "recall": r,
+        "error_rate": rate(subs + dels + ins),
+        "substitution_rate": rate(subs),
+        "deletion_rate": rate(dels),
+        "insertion_rate": rate(ins),
+        "macro_f1": float(np.mean(cls_f[has_ref])) if has_ref.any() else float("nan"),
+        "per_class_f1": [float(x) for x in per_class_f1],
+        "n_ref": int(n_ref),
+        "n_sys": int(n_sys),
+        "n_tp": int(n_tp),
+    }
+
+
+# --------------------------------------------------------------------------
+# Segment-based metrics (sed_eval SegmentBasedMetrics)
+
+
+def _segment_roll(events: list[Event], n_segments: int, n_classes: int, segment_s: float) -> np.ndarray:
+    """``[n_segments, K]`` bool: class active anywhere inside segment s.
+
+    As sed_eval: onset segment ``floor(onset / L)``, offset segment
+    ``ceil(offset / L)`` (exclusive), so ``[1.0, 2.0)`` touches segment 1 only.
+    """
+    roll = np.zeros((n_segments, n_classes), dtype=bool)
+    for cls, onset, offset in events:
+        a = int(math.floor(_round_t(onset / segment_s)))
+        b = min(int(math.ceil(_round_t(offset / segment_s))), n_segments)
+        roll[a:b, cls] = True
+    return roll
+
+
+def segment_based_metrics(
+    ref_events_per_clip: Sequence[Sequence[Event]],
+    est_events_per_clip: Sequence[Sequence[Event]],
+    n_classes: int,
+    clip_duration: float,
+    segment_s: float = 1.0,
+) -> dict:
+    """Segment-based metrics over all clips (sed_eval ``SegmentBasedMetrics``).
+
+    Each clip is cut into ``ceil(clip_duration / segment_s)`` segments; a class
+    is active in a segment if any of its events overlaps it. Per segment, with
+    ``Nref``/``Nsys`` active reference/system classes and ``TP`` their overlap:
+    ``S = min(Nref, Nsys) - TP``, ``D = max(0, Nref - Nsys)``,
+    ``I = max(0, Nsys - Nref)``; ``ER = (ΣS + ΣD + ΣI) / ΣNref``. Precision,
+    recall and F1 are micro-averaged over all (segment, class) pairs.
+
+    Returns:
+      dict with ``f1, precision, recall, error_rate, substitution_rate,
+      deletion_rate, insertion_rate, macro_f1`` (mean class-wise F1 over
+      classes with reference activity), ``per_class_f1`` (list of K, nan for
+      classes without reference activity) and counts ``n_ref, n_sys, n_tp``.
+    """
+    clip_duration = _check_positive(clip_duration, "clip_duration")
+    segment_s = _check_positive(segment_s, "segment_s")
+    ref, est = _check_clip_lists(ref_events_per_clip, est_events_per_clip, n_classes, clip_duration)
+    n_segments = int(math.ceil(_round_t(clip_duration / segment_s)))
+    if not ref:
+        raise ValueError("no clips to evaluate")
+    R = np.stack([_segment_roll(r, n_segments, n_classes, segment_s) for r in ref])  # [N, S, K]
+    E = np.stack([_segment_roll(e, n_segments, n_classes, segment_s) for e in est])
+    tp = (R & E).sum(-1)
+    n_ref, n_sys = R.sum(-1), E.sum(-1)  # per (clip, segment)
+    return _summarise(
+        n_tp=int(tp.sum()),
+        n_ref=int(n_ref.sum()),
+        n_sys=int(n_sys.sum()),
+        subs=int((np.minimum(n_ref, n_sys) - tp).sum()),
+        dels=int(np.maximum(0, n_ref - n_sys).sum()),
+        ins=int(np.maximum(0, n_sys - n_ref).sum()),
+        cls_tp=(R & E).sum((0, 1)),
+        cls_ref=R.sum((0, 1)),
+        cls_sys=E.sum((0, 1)),
+    )
+
+
+# --------------------------------------------------------------------------
+# Event-based metrics (sed_eval EventBasedMetrics, optimal matching)
+
+
+def _collar_hits(ref: Sequence[Event], est: Sequence[Event], t_collar, percentage_of_length, evaluate_onset, evaluate_offset) -> np.ndarray:
+    """``[len(ref), len(est)]`` bool: timing conditions met (labels ignored)."""
+    hit = np.ones((len(ref), len(est)), dtype=bool)
+    if not ref or not est:
+        return hit
+    r_on, r_off = (np.array([e[i] for e in ref])[:, None] for i in (1, 2))
+    e_on, e_off = (np.array([e[i] for e in est])[None, :] for i in (1, 2))
+    if evaluate_onset:
+        hit &= _round_t(np.abs(r_on - e_on)) <= _round_t(t_collar)
+    if evaluate_offset:
+        offset_collar = np.maximum(t_collar, percentage_of_length * (r_off - r_on))
+        hit &= _round_t(np.abs(r_off - e_off)) <= _round_t(offset_collar)
+    return hit
+
+
+def _max_matching(hit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-cardinality one-to-one matching in a bool hit matrix.
+
+    Same optimum as sed_eval's ``bipartite_match`` (Hopcroft-Karp); solved as
+    an assignment problem maximising the number of hit pairs.
+    """
+    if hit.size == 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    rows, cols = linear_sum_assignment(-hit.astype(np.float64))
+    keep = hit[rows, cols]
+    return rows[keep], cols[keep]
+
+
+def event_based_metrics(
+    ref_events_per_clip: Sequence[Sequence[Event]],
+    est_events_per_clip: Sequence[Sequence[Event]],
+    n_classes: int,
+    t_collar: float = 0.2,
+    percentage_of_length: float = 0.2,
+    evaluate_onset: bool = True,
+    evaluate_offset: bool = True,
+    clip_duration: float | None = None,
+) -> dict:
+    """Event-based metrics over all clips (sed_eval ``EventBasedMetrics``).
+
+    A system event matches a reference event of the same class when
+    ``|Δonset| <= t_collar`` and (if ``evaluate_offset``)
+    ``|Δoffset| <= max(t_collar, percentage_of_length * reference_length)``.
+    True positives are a maximum one-to-one matching per clip and class
+    (sed_eval's ``event_matching_type='optimal'``). Among the leftovers,
+    reference events are paired greedily (in time order) with unmatched system
+    events of *another* class that meet the timing conditions: each pair is one
+    substitution. Then ``D = Nref - TP - S``, ``I = Nsys - TP - S`` and
+    ``ER = (S + D + I) / Nref``.
+
+    Returns:
+      same keys as :func:`segment_based_metrics`.
+    """
+    t_collar = _check_positive(t_collar, "t_collar")
+    if not (math.isfinite(percentage_of_length) and percentage_of_length >= 0):
+        raise ValueError(f"percentage_of_length must be >= 0; got {percentage_of_length!r}")
+    if clip_duration is not None:
+        clip_duration = _check_positive(clip_duration, "clip_duration")
+    ref, est = _check_clip_lists(ref_events_per_clip, est_events_per_clip, n_classes, clip_duration)
+    timing = dict(t_collar=t_collar, percentage_of_length=percentage_of_length,
+                  evaluate_onset=evaluate_onset, evaluate_offset=evaluate_offset)
+    cls_tp = np.zeros(n_classes, dtype=np.int64)
+    cls_ref = np.zeros(n_classes, dtype=np.int64)
+    cls_sys = np.zeros(n_classes, dtype=np.int64)
+    n_subs = 0
+    for r_events, e_events in zip(ref, est):
+        r_cls = np.array([e[0] for e in r_events], dtype=int)
+        e_cls = np.array([e[0] for e in e_events], dtype=int)
+        hit = _collar_hits(r_events, e_events, **timing)
+        r_matched = np.zeros(len(r_events), dtype=bool)
+        e_matched = np.zeros(len(e_events), dtype=bool)
+        for k in np.union1d(r_cls, e_cls):
+            ri, ei = np.flatnonzero(r_cls == k), np.flatnonzero(e_cls == k)
+            rows, cols = _max_matching(hit[np.ix_(ri, ei)])
+            r_matched[ri[rows]] = True
+            e_matched[ei[cols]] = True
+            cls_tp[k] += len(rows)
+        cls_ref += np.bincount(r_cls, minlength=n_classes)
+        cls_sys += np.bincount(e_cls, minlength=n_classes)
+        # Greedy substitutions among leftovers (same loop order as sed_eval).
+        # Same-class leftover pairs never meet the timing conditions here,
+        # otherwise the matching above would not have been maximum.
+        e_used = e_matched.copy()
+        for j in np.flatnonzero(~r_matched):
+            for i in np.flatnonzero(~e_used):
+                if hit[j, i]:
+                    e_used[i] = True
+                    n_subs += 1
+                    break
+    n_tp, n_ref, n_sys = int(cls_tp.sum()), int(cls_ref.sum()), int(cls_sys.sum())
+    return _summarise(
+        n_tp=n_tp, n_ref=n_ref, n_sys=n_sys,
+        subs=n_subs, dels=n_ref - n_tp - n_subs, ins=n_sys - n_tp - n_subs,
+        cls_tp=cls_tp, cls_ref=cls_ref, cls_sys=cls_sys,
+    )
+
+
+# --------------------------------------------------------------------------
+# PSDS (intersection-based, Bilen et al. 2020 / sed_scores_eval)
+
+
+class PSDROC(NamedTuple):
+    """PSD-ROC over the threshold grid.
+
+    Attributes:
+      etpr: ``[M]`` effective TPR ``max(0, mean_k TPR_k - alpha_st * std_k TPR_k)``
+        on the step grid ``efpr`` (value holds from ``efpr[i]`` to ``efpr[i+1]``).
+      efpr: ``[M]`` increasing eFPR grid (per hour), ending at ``max_efpr``.
+      thresholds: ``[Θ]`` decision thresholds evaluated.
+      tps: ``[K, Θ]`` ground-truth events meeting the GTC per class/threshold.
+      fps: ``[K, Θ]`` detections failing the DTC per class/threshold.
+      n_ref: ``[K]`` ground-truth events per class.
+      classes: indices of the classes averaged (those with ground truth).
+      duration_h: total evaluated audio duration in hours.
+    """
+
+    etpr: np.ndarray
+    efpr: np.ndarray
+    thresholds: np.ndarray
+    tps: np.ndarray
+    fps: np.ndarray
+    n_ref: np.ndarray
+    classes: np.ndarray
+    duration_h: float
+
+
+def _frame_overlaps(edges: np.ndarray, onsets: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``[G, T]`` seconds of overlap between each interval and each frame."""
+    lo = np.maximum(edges[None, :-1], onsets[:, None])
+    hi = np.minimum(edges[None, 1:], offsets[:, None])
+    return np.maximum(hi - lo, 0.0)
+
+
+def _clip_intersection_counts(probs, edges, events, thresholds, dtc, gtc):
+    """TP/FP counts of one clip for every (class, threshold).
+
+    Detections at threshold θ are runs of frames with ``p > θ``. A detection
+    is *relevant* if the summed intersection with same-class ground truth is
+    at least ``dtc`` times its length (DTC), otherwise it is a false positive.
+    A ground-truth event is a true positive if the summed intersection with
+    relevant same-class detections is at least ``gtc`` times its length (GTC).
+
+    Args:
+      probs: ``[T, K]``; edges: ``[T+1]``; events: validated list for the clip;
+      thresholds: ``[Θ]``.
+
+    Returns:
+      tps, fps: ``[K, Θ]`` int arrays.
+    """
+    n_frames, n_classes = probs.shape
+    n_thr = len(thresholds)
+    tps = np.zeros((n_classes, n_thr), dtype=np.int64)
+    fps = np.zeros((n_classes, n_thr), dtype=np.int64)
+    gt_cls = np.array([e[0] for e in events], dtype=int)
+    gt_on = np.array([e[1] for e in events], dtype=np.float64)
+    gt_off = np.array([e[2] for e in events], dtype=np.float64)
+    # Only classes that are ever active or have ground truth can contribute;
+    # skipping the rest keeps evaluation fast for 41 mostly-silent classes.
+    classes = np.flatnonzero((probs.max(0) > thresholds.min()) | np.isin(np.arange(n_classes), gt_cls))
+    if classes.size == 0:
+        return tps, fps
+    frame_len = np.diff(edges)  # [T]
+    overlap = _frame_overlaps(edges, gt_on, gt_off)  # [G, T]
+    local = np.full(n_classes, -1)
+    local[classes] = np.arange(len(classes))
+    gt_cover = np.zeros((len(classes), n_frames))  # same-class GT seconds in each frame
+    np.add.at(gt_cover, local[gt_cls], overlap)
+
+    active = probs[:, classes].T[:, None, :] > thresholds[None, :, None]  # [C, Θ, T]
+    active = active.reshape(-1, n_frames)
+    starts = active & ~np.pad(active, ((0, 0), (1, 0)))[:, :-1]
+    flat = np.flatnonzero(active)
+    run_id = np.cumsum(starts.ravel())[flat] - 1  # run index of every active frame
+    t_idx, row_idx = flat % n_frames, flat // n_frames
+    run_len = np.bincount(run_id, weights=frame_len[t_idx])
+    run_gt = np.bincount(run_id, weights=gt_cover[row_idx // n_thr, t_idx])
+    relevant = _round_t(run_gt) >= _round_t(dtc * run_len)  # DTC per detection
+    run_row = np.flatnonzero(starts.ravel()) // n_frames
+    n_rows = len(classes) * n_thr
+    fps[classes] = np.bincount(run_row, weights=~relevant, minlength=n_rows).reshape(len(classes), n_thr)
+    if len(events):
+        relevant_frames = np.zeros(active.size)
+        relevant_frames[flat] = relevant[run_id]
+        relevant_frames = relevant_frames.reshape(len(classes), n_thr, n_frames)
+        covered = np.einsum("gqt,gt->gq", relevant_frames[local[gt_cls]], overlap)  # [G, Θ]
+        hit = _round_t(covered) >= _round_t(gtc * (gt_off - gt_on))[:, None]
+        np.add.at(tps, gt_cls, hit.astype(np.int64))
+    return tps, fps
+
+
+def _staircase(tpr: np.ndarray, efpr: np.ndarray, max_efpr: float):
+    """Per-class ROC as a monotone staircase (sed_scores_eval's ``_unique_cummax_sort``).
+
+    Operating points are sorted by (eFPR, TPR); TPR is replaced by its running
+    maximum (the best TPR reachable without exceeding that eFPR) and, for
+    repeated eFPR values, the largest TPR is kept. Points above ``max_efpr``
+    are dropped.
+    """
+    order = np.lexsort((tpr, efpr))
+    tpr, efpr = np.maximum.accumulate(tpr[order]), efpr[order]
+    last = np.r_[efpr[1:] != efpr[:-1], True]
+    tpr, efpr = tpr[last], efpr[last]
+    keep = efpr <= max_efpr
+    return tpr[keep], efpr[keep]
+
+
+def psd_roc(
+    frame_probs_list: Sequence[np.ndarray],
+    ref_events_list: Sequence[Sequence[Event]],
+    hop_s: float,
+    clip_duration: float,
+    dtc: float = 0.7,
+    gtc: float = 0.7,
+    cttc: float | None = None,
+    alpha_ct: float = 0.0,
+    alpha_st: float = 1.0,
+    max_efpr: float = 100.0,
+    thresholds=DEFAULT_PSDS_THRESHOLDS,
+    median_filter: int = 1,
+) -> PSDROC:
+    """PSD-ROC of a set of clips (see :func:`psds` for the arguments)."""
+    if cttc is not None or alpha_ct != 0.0:
+        raise NotImplementedError(
+            "cross-trigger penalty (cttc / alpha_ct > 0, PSDS scenario 2) is not implemented; "
+            "use cttc=None, alpha_ct=0.0 (scenario 1)"
+        )
+    hop_s = _check_positive(hop_s, "hop_s")
+    clip_duration = _check_positive(clip_duration, "clip_duration")
+    dtc = _check_unit_interval(dtc, "dtc", closed_right=True)
+    gtc = _check_unit_interval(gtc, "gtc", closed_right=True)
+    max_efpr = _check_positive(max_efpr, "max_efpr")
+    if not (math.isfinite(alpha_st) and alpha_st >= 0):
+        raise ValueError(f"alpha_st must be >= 0; got {alpha_st!r}")
+    thresholds = np.unique(np.asarray(thresholds, dtype=np.float64).ravel())
+    if thresholds.size == 0 or thresholds.min() < 0 or thresholds.max() >= 1:
+        raise ValueError(f"thresholds must be a non-empty set of values in [0, 1); got {thresholds!r}")
+    if len(frame_probs_list) != len(ref_events_list):
+        raise ValueError(f"got {len(frame_probs_list)} score arrays but {len(ref_events_list)} reference lists")
+    if not frame_probs_list:
+        raise ValueError("no clips to evaluate")
+
+    n_classes = None
+    tps = fps = n_ref = None
+    for i, (p, ref) in enumerate(zip(frame_probs_list, ref_events_list)):
+        p = _check_probs(p, f"frame_probs_list[{i}]")
+        if n_classes is None:
+            n_classes = p.shape[1]
+            tps = np.zeros((n_classes, thresholds.size), dtype=np.int64)
+            fps = np.zeros_like(tps)
+            n_ref = np.zeros(n_classes, dtype=np.int64)
+        elif p.shape[1] != n_classes:
+            raise ValueError(f"frame_probs_list[{i}] has {p.shape[1]} classes, expected {n_classes}")
+        events = _check_events(ref, n_classes, clip_duration, f"ref_events_list[{i}]")
+        edges = _frame_edges(p.shape[0], hop_s, clip_duration)
+        t, f = _clip_intersection_counts(_smooth(p, median_filter), edges, events, thresholds, dtc, gtc)
+        tps += t
+        fps += f
+        n_ref += np.bincount(np.array([e[0] for e in events], dtype=int), minlength=n_classes)
+
+    duration_h = len(frame_probs_list) * clip_duration / _SECONDS_PER_HOUR
+    classes = np.flatnonzero(n_ref > 0)
+    if classes.size == 0:
+        raise ValueError("PSDS needs at least one ground-truth event")
+    # One staircase per class; the "nothing detected" point (0, 0) is always reachable.
+    curves = [
+        _staircase(np.r_[0.0, tps[k] / n_ref[k]], np.r_[0.0, fps[k] / duration_h], max_efpr)
+        for k in classes
+    ]
+    grid = np.unique(np.concatenate([efpr for _, efpr in curves]))
+    # Value of each staircase at each grid point ('previous' interpolation).
+    tpr_on_grid = np.stack([tpr[np.searchsorted(efpr, grid, side="right") - 1] for tpr, efpr in curves])
+    etpr = np.maximum(tpr_on_grid.mean(0) - alpha_st * tpr_on_grid.std(0), 0.0)
+    return PSDROC(
+        etpr=np.r_[etpr, etpr[-1]],
+        efpr=np.r_[grid, max_efpr],
+        thresholds=thresholds,
+        tps=tps,
+        fps=fps,
+        n_ref=n_ref,
+        classes=classes,
+        duration_h=duration_h,
+    )
+
+
+def psds(
+    frame_probs_list: Sequence[np.ndarray],
+    ref_events_list: Sequence[Sequence[Event]],
+    hop_s: float,
+    clip_duration: float,
+    dtc: float = 0.7,
+    gtc: float = 0.7,
+    cttc: float | None = None,
+    alpha_ct: float = 0.0,
+    alpha_st: float = 1.0,
+    max_efpr: float = 100.0,
+    thresholds=DEFAULT_PSDS_THRESHOLDS,
+    median_filter: int = 1,
+) -> float:
+    """Polyphonic Sound Detection Score; defaults are DCASE scenario 1.
+
+    For every threshold θ and class k, detections (runs of frames with
+    ``p > θ``) are judged with the intersection criteria (DTC ``dtc``, GTC
+    ``gtc``; see :func:`_clip_intersection_counts`), giving
+    ``TPR_k(θ) = TP / #GT_k`` and ``eFPR_k(θ) = FP / hours of audio``. Each
+    class ROC is the monotone staircase through its operating points; PSDS is
+    the area under ``max(0, mean_k TPR_k(e) - alpha_st * std_k TPR_k(e))`` for
+    ``e in [0, max_efpr]``, divided by ``max_efpr``.
+
+    Args:
+      frame_probs_list: per clip ``[T, K]`` probabilities.
+      ref_events_list: per clip ground-truth events.
+      hop_s, clip_duration: time grid (see module docstring); total duration =
+        ``n_clips * clip_duration``.
+      thresholds: decision thresholds in [0, 1) (grid approximation of the
+        threshold-independent PSDS).
+      median_filter: odd median filter length in frames applied before
+        thresholding.
+
+    Returns:
+      PSDS in [0, 1].
+    """
+    roc = psd_roc(frame_probs_list, ref_events_list, hop_s, clip_duration, dtc=dtc, gtc=gtc,
+                  cttc=cttc, alpha_ct=alpha_ct, alpha_st=alpha_st, max_efpr=max_efpr,
+                  thresholds=thresholds, median_filter=median_filter)
+    return float(np.sum(np.diff(roc.efpr) * roc.etpr[:-1]) / max_efpr)
+
+
+# --------------------------------------------------------------------------
+# What evaluate.py reports
+
+
+def localisation_metrics(
+    frame_probs_list: Sequence[np.ndarray],
+    ref_events_list: Sequence[Sequence[Event]],
+    hop_s: float,
+    clip_duration: float,
+    threshold: float = 0.5,
+    median_filter: int = 1,
+    segment_s: float = 1.0,
+    psds_thresholds=DEFAULT_PSDS_THRESHOLDS,
+) -> dict[str, float]:
+    """All localisation metrics for one model on one split, as a flat dict.
+
+    Args:
+      frame_probs_list: per clip ``[T, K]`` frame-level class probabilities
+        (e.g. the first-step attention output for 2APAE).
+      ref_events_list: per clip ground-truth ``(class, onset_s, offset_s)``.
+      hop_s: frame hop in seconds; clip_duration: clip length in seconds.
+      threshold: decision threshold for the segment/event metrics.
+      median_filter: odd median-filter length in frames (1 = off).
+
+    Returns:
+      ``segment_f1, segment_precision, segment_recall, segment_er,
+      segment_macro_f1`` (1 s segments), ``event_f1, event_precision,
+      event_recall, event_er, event_macro_f1`` (200 ms onset collar, offset
+      collar max(200 ms, 20 %)), ``event_onset_f1`` (onset collar only),
+      ``psds1`` (DCASE scenario 1), ``threshold``, ``n_clips``,
+      ``n_ref_events``, ``n_est_events``.
+    """
+    if len(frame_probs_list) != len(ref_events_list):
+        raise ValueError(f"got {len(frame_probs_list)} score arrays but {len(ref_events_list)} reference lists")
+    if not frame_probs_list:
+        raise ValueError("no clips to evaluate")
+    probs = [_check_probs(p, f"frame_probs_list[{i}]") for i, p in enumerate(frame_probs_list)]
+    n_classes = probs[0].shape[1]
+    for i, p in enumerate(probs):
+        if p.shape[1] != n_classes:
+            raise ValueError(f"frame_probs_list[{i}] has {p.shape[1]} classes, expected {n_classes}")
+    est = [frame_probs_to_events(p, hop_s, threshold, median_filter, clip_duration) for p in probs]
+    seg = segment_based_metrics(ref_events_list, est, n_classes, clip_duration, segment_s)
+    evt = event_based_metrics(ref_events_list, est, n_classes, clip_duration=clip_duration)
+    onset = event_based_metrics(ref_events_list, est, n_classes, evaluate_offset=False, clip_duration=clip_duration)
+    out = {f"segment_{k}": seg[k] for k in ("f1", "precision", "recall", "macro_f1")}
+    out["segment_er"] = seg["error_rate"]
+    out.update({f"event_{k}": evt[k] for k in ("f1", "precision", "recall", "macro_f1")})
+    out["event_er"] = evt["error_rate"]
+    out["event_onset_f1"] = onset["f1"]
+    out["psds1"] = psds(probs, ref_events_list, hop_s, clip_duration,
+                        thresholds=psds_thresholds, median_filter=median_filter)
+    out.update(threshold=float(threshold), n_clips=len(probs),
+               n_ref_events=evt["n_ref"], n_est_events=evt["n_sys"])
+    return out

@@ -1,0 +1,138 @@
+"""Experiment grids for the paper's Tables IV and V: train + evaluate every cell, resumably.
+
+    python train.py --sweep paper_table4 --data DATA_DIR --runs RUNS_DIR
+    python train.py --sweep quick --data DATA_DIR --runs RUNS_DIR
+
+Each cell trains in `RUNS_DIR/<model>_a<alpha>/snr<snr>/fold<k>` (`train_and_evaluate`, which
+resumes a half-finished run from its last checkpoint) and is then evaluated on its test fold
+(`eval_test.json`, whose presence marks the cell finished: re-running skips it). At the end
+`tables.write_tables(RUNS_DIR, RUNS_DIR)` writes table_iv/table_v (.md, .csv, .png).
+
+Grids:
+* `paper_table4` — preset `paper` (50 epochs): 2APAE (α = 0.001) and the five baselines
+  (Table IV) plus 2APAE at α = 0 and 0.01 (Table V), × SNR 0/10/20 dB × test folds 1-4 = 96 runs.
+  Baselines have no decoder, so α does not enter their loss; their folders say `a0`.
+* `quick` — the same rows at preset `cpu_small` with a few epochs, SNR 0 and 20 dB, test fold 1:
+  a CPU-sized rehearsal of both tables (see README for its measured time on 2 cores).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any, Callable
+
+from twostep_jax.config import TrainConfig, train_config
+from twostep_jax.progress import format_seconds
+
+BASELINES = ("gap", "gmp", "gwrp", "atrous_ap", "attention")
+TABLE_IV_ALPHA = 0.001
+TABLE_V_ALPHAS = (0.0, 0.01)  # plus TABLE_IV_ALPHA, already in Table IV's rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One run of a grid."""
+
+    model: str
+    alpha: float
+    snr: int
+    test_fold: int
+    preset: str
+    overrides: tuple[tuple[str, Any], ...] = ()  # extra TrainConfig fields (e.g. epochs)
+
+    def workdir(self, runs_dir: str) -> str:
+        return os.path.join(runs_dir, f"{self.model}_a{self.alpha:g}", f"snr{self.snr}", f"fold{self.test_fold}")
+
+    def config(self, data_dir: str) -> TrainConfig:
+        return train_config(self.preset, model=self.model, alpha=self.alpha, snr=self.snr,
+                            test_fold=self.test_fold, data_dir=data_dir, progress=False,
+                            **dict(self.overrides))
+
+    def label(self) -> str:
+        return f"{self.model} α={self.alpha:g} snr{self.snr} fold{self.test_fold}"
+
+
+def _rows() -> list[tuple[str, float]]:
+    """(model, α) rows of Tables IV and V."""
+    return ([("2apae", TABLE_IV_ALPHA)] + [(m, 0.0) for m in BASELINES]
+            + [("2apae", a) for a in TABLE_V_ALPHAS])
+
+
+def _grid(preset: str, snrs, folds, **overrides) -> list[Cell]:
+    # Fold-major order: after each fold every table cell has one more sample.
+    return [Cell(model, alpha, snr, fold, preset, tuple(sorted(overrides.items())))
+            for fold in folds for snr in snrs for model, alpha in _rows()]
+
+
+GRIDS: dict[str, Callable[[], list[Cell]]] = {
+    "paper_table4": lambda: _grid("paper", (0, 10, 20), (1, 2, 3, 4)),
+    # Sized by measurement on 2 CPU cores with the README's built-in dataset (see README).
+    "quick": lambda: _grid("cpu_small", (0, 20), (1,), epochs=3),
+}
+
+
+def grid(name: str) -> list[Cell]:
+    if name not in GRIDS:
+        raise ValueError(f"unknown sweep {name!r}; choose one of {sorted(GRIDS)}")
+    return GRIDS[name]()
+
+
+def is_finished(cell: Cell, runs_dir: str) -> bool:
+    return os.path.isfile(os.path.join(cell.workdir(runs_dir), "eval_test.json"))
+
+
+def _check_data(cells: list[Cell], data_dir: str) -> None:
+    """Fails before any training if an SNR the grid needs has no dataset."""
+    from twostep_jax.input_pipeline import load_dataset_info
+
+    for snr in sorted({c.snr for c in cells}):
+        load_dataset_info(data_dir, snr)  # raises FileNotFoundError with the build command
+
+
+def train_and_test(cell: Cell, data_dir: str, runs_dir: str) -> dict:
+    """Trains (or resumes) one cell and writes its eval_test.{json,md}; returns the report."""
+    from twostep_jax.restore import load_run
+    from twostep_jax.run_eval import evaluate_split, write_report
+    from twostep_jax.trainer import train_and_evaluate
+
+    workdir = cell.workdir(runs_dir)
+    config = cell.config(data_dir)
+    train_and_evaluate(config, workdir)
+    run = load_run(workdir, expected_model=config.model_config())
+    report, predictions = evaluate_split(run, "test")
+    write_report(workdir, report, predictions)
+    return report
+
+
+def run_sweep(name: str, data_dir: str, runs_dir: str,
+              run_cell: Callable[[Cell, str, str], dict] = train_and_test) -> str:
+    """Runs every unfinished cell of grid `name`, then writes the tables; returns their Markdown."""
+    from twostep_jax.input_pipeline import hide_gpus_from_tf
+    from twostep_jax.tables import write_tables
+
+    hide_gpus_from_tf()
+    cells = grid(name)
+    todo = [c for c in cells if not is_finished(c, runs_dir)]
+    print(f"sweep {name}: {len(cells)} runs, {len(cells) - len(todo)} already finished, "
+          f"{len(todo)} to run -> {runs_dir}", flush=True)
+    if todo:
+        _check_data(todo, data_dir)
+    t0 = time.time()
+    for i, cell in enumerate(todo, 1):
+        t_run = time.time()
+        print(f"[{i}/{len(todo)}] {cell.label()}: training -> {cell.workdir(runs_dir)}", flush=True)
+        report = run_cell(cell, data_dir, runs_dir)
+        elapsed = time.time() - t0
+        eta = elapsed / i * (len(todo) - i)
+        clip = report["clip"]
+        print(f"[{i}/{len(todo)}] {cell.label()}: test micro-P {clip['micro_ap']:.4f} macro-P "
+              f"{clip['macro_ap']:.4f} AUC {clip['macro_auc']:.4f} | run {format_seconds(time.time() - t_run)}"
+              f" | sweep {format_seconds(elapsed)}, ETA {format_seconds(eta)}", flush=True)
+    markdown = write_tables(runs_dir, runs_dir)
+    print(markdown, flush=True)
+    print(f"tables written to {os.path.abspath(runs_dir)}/table_iv.{{md,csv,png}}, table_v.{{md,csv}}",
+          file=sys.stderr, flush=True)
+    return markdown
