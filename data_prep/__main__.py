@@ -6,6 +6,7 @@ Only parses flags and calls `data_prep.prepare`; see that module for what is wri
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from data_prep import builtin_corpus, recipe
@@ -57,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ banner lines are noise here
     from data_prep import prepare  # after parsing: --help stays fast
 
     options = dict(mixtures_per_fold=args.mixtures_per_fold, event_order=args.event_order,

@@ -1,7 +1,8 @@
 """The tensorflow-datasets builder: precomputed recipe features -> TFRecord shards per fold.
 
 `SedMixtures` is a `tfds.core.GeneratorBasedBuilder` with one config per SNR (`snr_0`, `snr_10`,
-`snr_20`; other integer SNRs via `mixture_config`) and splits `fold1`..`fold4`. Its manual_dir is
+`snr_20`; `builder_class` makes the config for any integer SNR, class list and recipe record)
+and splits `fold1`..`fold4`. Its manual_dir is
 the worker stage's work folder (`mixture_spec.json` + `snr_<snr>/<start>-<stop>.npy` chunks, see
 `data_prep.render`), so the generator only reads arrays and labels; nothing is computed here.
 

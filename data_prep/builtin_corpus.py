@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import shutil
 from pathlib import Path
@@ -31,8 +30,8 @@ from typing import Callable
 
 import numpy as np
 
-from data_prep import fileio, synth_events, synth_scenes
-from data_prep.progress import Progress
+from data_prep import fileio, parallel, synth_events, synth_scenes
+from twostep_jax.progress import Progress
 
 VERSION = 1  # bump when synthesis changes: a corpus of another version is regenerated
 SEED = 0
@@ -103,11 +102,8 @@ def write_scene(folder: Path, seed: int, index: int) -> None:
 
 def _write_job(job: tuple[str, Path, int, int, int]) -> int:
     kind, folder, seed, start, stop = job
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        for i in range(start, stop):
-            (write_event if kind == "event" else write_scene)(folder, seed, i)
+    for i in range(start, stop):
+        (write_event if kind == "event" else write_scene)(folder, seed, i)
     return stop - start
 
 
@@ -147,15 +143,8 @@ def ensure_corpus(root: str | Path, mixtures_per_fold: int, seed: int = SEED,
     log(f"builtin corpus: generating {n_events} event clips and {n_scenes} scenes "
         f"(seed {seed}) in {partial}")
     progress = Progress("corpus", n_events + n_scenes, unit="files")
-    if workers == 1:
-        for job in jobs:
-            progress.update(_write_job(job))
-    else:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["data_prep.builtin_corpus"])
-        with ctx.Pool(workers) as pool:
-            for n in pool.imap_unordered(_write_job, jobs):
-                progress.update(n)
+    for n in parallel.run_jobs(_write_job, jobs, workers, preload=["data_prep.builtin_corpus"]):
+        progress.update(n)
     _write_tables(partial, seed, n_events, n_scenes)
     fileio.write_text(partial / "corpus.json", json.dumps(params))
     shutil.rmtree(root, ignore_errors=True)

@@ -5,7 +5,8 @@
   (`FSDKaggle2018.meta/train_post_competition.csv` + `FSDKaggle2018.audio_train/`).
 * Scenes: TAU Urban Acoustic Scenes 2019 development: tab-separated `meta.csv`
   (`filename  scene_label  identifier  source_label`, filename = `audio/<name>.wav`) + `audio/`,
-  given either as that folder or as its parent holding `TAU-urban-acoustic-scenes-2019-development/`.
+  given either as that folder or as its parent holding
+  `TAU-urban-acoustic-scenes-2019-development/`.
 
 Only metadata is read here; audio files are probed by `data_prep.recipe` for the clips it uses.
 Every error names the file and what was expected versus found.
@@ -96,7 +97,8 @@ def read_table(path: Path, delimiter: str, required: Sequence[str]) -> list[tupl
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: tolerate a BOM.
         lines = list(csv.reader(f, delimiter=delimiter))
     if not lines or not any(cell.strip() for cell in lines[0]):
-        raise DataPrepError(f"{path}: file is empty; expected a header with columns {list(required)}")
+        raise DataPrepError(
+            f"{path}: file is empty; expected a header with columns {list(required)}")
     header = [cell.strip() for cell in lines[0]]
     missing = [c for c in required if c not in header]
     if missing:
@@ -114,7 +116,8 @@ def read_table(path: Path, delimiter: str, required: Sequence[str]) -> list[tupl
             continue  # blank line
         if len(cells) != len(header):
             raise DataPrepError(
-                f"{path}, line {i}: {len(cells)} fields but the header has {len(header)} ({header})")
+                f"{path}, line {i}: {len(cells)} fields but the header has {len(header)} "
+                f"({header})")
         rows.append((i, {k: v.strip() for k, v in zip(header, cells)}))
     return rows
 
@@ -165,7 +168,8 @@ def read_event_corpus(events_dir: str | Path, class_names: Sequence[str]) -> Eve
                 f"{csv_path}, line {line}: fname {fname!r} already listed on line {seen[fname]}")
         seen[fname] = line
         verified = _parse_verified(row["manually_verified"], csv_path, line)
-        clips.append(EventClip(fname=fname, label=label, manually_verified=verified, row=len(clips)))
+        clips.append(EventClip(fname=fname, label=label, manually_verified=verified,
+                               row=len(clips)))
     if not clips:
         raise DataPrepError(f"{csv_path}: no data rows")
     return EventCorpus(layout=layout, root=Path(events_dir), csv_path=csv_path, audio_dir=audio_dir,

@@ -8,6 +8,11 @@ All audio is 32 kHz mono here (down-mix and resampling happen in `twostep_jax.fe
 * Both tracks are divided by their joint peak |sample|; the mixture is their mean.
 Events are scaled to RMS 1 once (`unit_rms_segment`) and the SNR gain is applied to the whole
 event track (`mix_at_snr`), so one pair of tracks serves every SNR.
+
+Known deviations from the released code, all far below anything a model could notice: it wrote
+the two tracks to a 16-bit wav and averaged them when reading it back (we mix in float64, i.e.
+without quantisation noise at -96 dB re. the joint peak), and its librosa (0.6) resampled with
+'kaiser_best' where current librosa's default is soxr 'hq'.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ def db_to_amplitude(db: float) -> float:
 
 
 def unit_rms_segment(audio: np.ndarray, num_samples: int, source: str = "") -> np.ndarray:
-    """`audio` scaled to RMS 1 over the whole file, then its first `num_samples`: [<=num_samples]."""
+    """`audio` scaled to RMS 1 over the whole file, then its first `num_samples`: [<= n]."""
     level = rms(audio)
     if not level > 0.0:
         raise AudioError(f"{source}: event audio is silent (RMS 0), its SNR is undefined")

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import fcntl
 import json
-import multiprocessing
 import os
 import shutil
 import sys
@@ -28,9 +27,9 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from data_prep import builtin_corpus, fileio, layouts, recipe, render
+from data_prep import builtin_corpus, layouts, parallel, recipe, render
 from data_prep.errors import DataPrepError
-from data_prep.progress import Progress, format_seconds
+from twostep_jax.progress import Progress, format_seconds
 from twostep_jax import features
 from twostep_jax.input_pipeline import DATASET_NAME, DATASET_VERSION, config_name
 
@@ -117,29 +116,19 @@ def _render(spec: recipe.MixtureSpec, work_dir: Path, snrs: Sequence[int],
     log(f"features: {total} mixtures x SNR {list(snrs)} on {workers} worker(s)"
         + (f" ({skipped} already done)" if skipped else ""))
     progress = Progress("features", total)
-    if workers <= 1:
-        from threadpoolctl import threadpool_limits
-
-        cache = render.EventCache()
-        with threadpool_limits(1):
-            for chunk, missing in jobs:
-                progress.update(render.render_chunk(spec, chunk, missing, work_dir, audio_dir,
-                                                    cache))
-        return total
-    # forkserver: workers start from a clean process even if this one already imported
-    # TensorFlow/JAX (forking a process with their threads running can deadlock).
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["data_prep.render"])
-    with ctx.Pool(workers, initializer=render.init_worker,
-                  initargs=(spec, work_dir, audio_dir)) as pool:
-        for n in pool.imap_unordered(render.render_job, jobs):
-            progress.update(n)
+    for n in parallel.run_jobs(render.render_job, jobs, workers, initializer=render.init_worker,
+                               initargs=(spec, work_dir, audio_dir), preload=["data_prep.render"]):
+        progress.update(n)
+    render.release_worker()  # a serial run keeps its state in this process: drop it
     return total
 
 
-def _build(out_dir: Path, work_dir: Path, snr: int, class_names: Sequence[str],
-           recipe_params: dict, log: Callable[[str], None]) -> Path:
-    """Builder stage for one SNR: TFRecords in a staging folder, then renamed into place."""
+def _build(job: tuple[Path, Path, int, tuple[str, ...], dict]) -> tuple[int, Path, float]:
+    """Builder stage for one SNR: TFRecords in a staging folder, then renamed into place.
+
+    job = (out_dir, work_dir, snr, class_names, recipe_params); returns (snr, folder, seconds).
+    """
+    out_dir, work_dir, snr, class_names, recipe_params = job
     from data_prep import builder
     from twostep_jax.input_pipeline import hide_gpus_from_tf
 
@@ -159,8 +148,7 @@ def _build(out_dir: Path, work_dir: Path, snr: int, class_names: Sequence[str],
     else:
         os.replace(built, final)
     shutil.rmtree(staging, ignore_errors=True)
-    log(f"snr {snr}: wrote {final} in {format_seconds(time.monotonic() - start)}")
-    return final
+    return snr, final, time.monotonic() - start
 
 
 def prepare_datasets(sources: Callable[[], tuple[Path, Path]], out_dir: str | Path,
@@ -211,9 +199,12 @@ def prepare_datasets(sources: Callable[[], tuple[Path, Path]], out_dir: str | Pa
         r0 = time.monotonic()
         rendered = _render(spec, work_dir, todo, audio_dir, workers, log)
         render_seconds = time.monotonic() - r0
-        for snr in todo:
-            params = {**request, "snr_db": snr, "spec_fingerprint": spec.fingerprint}
-            _build(out_dir, work_dir, snr, class_names, params, log)
+        # One TFRecord writer per SNR, in parallel: ZLIB-compressing the log-mels dominates.
+        jobs = [(out_dir, work_dir, snr, tuple(class_names),
+                 {**request, "snr_db": snr, "spec_fingerprint": spec.fingerprint})
+                for snr in todo]
+        for snr, final, seconds in parallel.run_jobs(_build, jobs, workers):
+            log(f"snr {snr}: wrote {final} in {format_seconds(seconds)}")
             if not keep_work:
                 shutil.rmtree(work_dir / f"snr_{snr}", ignore_errors=True)
         if not keep_work:

@@ -37,7 +37,8 @@ FIRST_ONSET_S = 0.5
 ONSET_SPACING_S = 2.5
 MAX_EVENT_S = 2.0
 MIN_EVENT_S = 0.1  # shorter files are rejected: too short to carry a recognisable event.
-MIN_SCENE_S = CLIP_SECONDS - 0.1  # scenes are 10 s; a few ms short is zero-padded, less is an error.
+# Scenes are 10 s; up to 0.1 s short is zero-padded, shorter is an error.
+MIN_SCENE_S = CLIP_SECONDS - 0.1
 EVENT_ORDERS = ("faithful", "shuffled")
 SPEC_FORMAT = "twostep-sed mixture spec v1"
 
@@ -204,7 +205,8 @@ def create_mixture_spec(events: EventCorpus, scenes: SceneCorpus, class_names: S
         if len(verified) < EVENTS_PER_MIXTURE:
             raise DataPrepError(
                 f"{events.csv_path}: fold {fold} has {len(verified)} manually verified clip(s); "
-                f"the recipe needs at least {EVENTS_PER_MIXTURE} (events per mixture) in every fold "
+                f"the recipe needs at least {EVENTS_PER_MIXTURE} (events per mixture) in every "
+                f"fold "
                 f"({sum(c.manually_verified for c in events.clips)} verified of "
                 f"{len(events.clips)} rows in total)")
         fold_sequences[fold] = repeat_array(verified, positions, rng, event_order)

@@ -128,20 +128,20 @@ def render_chunk(spec: MixtureSpec, chunk: Chunk, snrs: Sequence[int], work_dir:
     return len(chunk)
 
 
-# Per-process state of pool workers (set once by `init_worker`, so jobs stay tiny to pickle).
+# Per-process state of the worker stage (set once by `init_worker`, so jobs stay tiny to pickle).
 _WORKER: dict = {}
 
 
 def init_worker(spec: MixtureSpec, work_dir: Path, audio_dir: Path | None) -> None:
-    # One BLAS thread per process: the pool already uses every core, and multi-threaded BLAS on
-    # these small matrices only adds contention (measured 3x slower log-mel with 2 threads).
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(1)
     _WORKER.update(spec=spec, work_dir=work_dir, audio_dir=audio_dir, cache=EventCache())
 
 
+def release_worker() -> None:
+    _WORKER.clear()
+
+
 def render_job(job: tuple[Chunk, tuple[int, ...]]) -> int:
+    """Worker-stage job: one chunk for some SNRs; returns the number of mixtures."""
     chunk, snrs = job
     return render_chunk(_WORKER["spec"], chunk, snrs, _WORKER["work_dir"], _WORKER["audio_dir"],
                         _WORKER["cache"])

@@ -209,6 +209,20 @@ def test_lock_refuses_a_concurrent_run(tmp_path, tmp_path_factory):
             _prepare(tmp_path_factory, out)
 
 
+def test_progress_line_reports_rate_and_eta():
+    import io
+
+    from twostep_jax.progress import Progress
+
+    stream = io.StringIO()
+    progress = Progress("features", 4, stream=stream, interval=0)
+    progress.update(1)
+    assert stream.getvalue().startswith("features: 1/4 mixtures (25%) | ")
+    assert "mixtures/s | ETA " in stream.getvalue()
+    progress.update(3)
+    assert "4/4 mixtures (100%)" in stream.getvalue() and "done in" in stream.getvalue()
+
+
 # ------------------------------------------------------------------ command line
 
 
@@ -311,5 +325,7 @@ def test_builtin_files_are_deterministic(tmp_path):
 def test_difficulty_probe_runs(tmp_path_factory):
     from data_prep import difficulty
 
-    scores = difficulty.probe_scores(str(data_fixtures.built_dataset(tmp_path_factory)), 20)
+    data_dir = str(data_fixtures.built_dataset(tmp_path_factory))
+    scores = difficulty.probe_scores(data_dir, 20)
     assert 0.0 <= scores["micro_ap"] <= 1.0 and scores["n_train"] == 6
+    assert 0.0 <= difficulty.segment_accuracy(data_dir, 20) <= 1.0

@@ -292,6 +292,7 @@ def test_sweep_skips_finished_runs_and_writes_tables(tiny, monkeypatch, capsys):
     finished = tiny.cell
     new = run_fixtures.tiny_cell("gap", 0.0)
     monkeypatch.setitem(sweep.GRIDS, "unit", lambda: [finished, new])
+    monkeypatch.setattr(sweep, "use_compilation_cache", lambda runs_dir: None)  # no global jax config
     calls = []
 
     def fake_cell(cell, data_dir, runs_dir):
@@ -334,3 +335,30 @@ def test_grids():
         cell.config("DATA")  # every cell is a valid TrainConfig
     with pytest.raises(ValueError, match="unknown sweep"):
         sweep.grid("nope")
+
+
+def test_sweep_goes_on_after_a_diverged_run(tiny, tmp_path, monkeypatch):
+    from twostep_jax import sweep
+    from twostep_jax.trainer import NonFiniteLossError
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(tiny.workdir, Path(tiny.cell.workdir(str(runs_dir))))  # a finished cell
+    diverging, after = run_fixtures.tiny_cell("gmp", 0.0), run_fixtures.tiny_cell("gwrp", 0.0)
+    monkeypatch.setitem(sweep.GRIDS, "unit", lambda: [tiny.cell, diverging, after])
+    monkeypatch.setattr(sweep, "use_compilation_cache", lambda runs_dir: None)
+    calls = []
+
+    def fake_cell(cell, data_dir, runs_dir):
+        calls.append(cell)
+        if cell == diverging:
+            raise NonFiniteLossError("non-finite loss at step 3")
+        workdir = Path(cell.workdir(runs_dir))
+        workdir.mkdir(parents=True)
+        (workdir / "run_config.json").write_text(json.dumps(cell.config(data_dir).to_dict()))
+        (workdir / "eval_test.json").write_text(json.dumps(tiny.report))
+        return tiny.report
+
+    with pytest.raises(sweep.SweepIncompleteError, match=r"1 run\(s\) diverged.*gmp_a0"):
+        sweep.run_sweep("unit", str(tiny.data_dir), str(runs_dir), run_cell=fake_cell)
+    assert calls == [diverging, after]
+    assert "| GWRP |" in (runs_dir / "table_iv.md").read_text()

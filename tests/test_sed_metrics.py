@@ -353,9 +353,9 @@ def test_psds_false_alarms_scoring_above_the_events(n_false_alarms, expected):
     assert sm.psds(probs, ref, HOP, DUR) == pytest.approx(expected)
 
 
-def test_psds_rejects_scenario_2():
-    with pytest.raises(NotImplementedError, match="cross-trigger"):
-        sm.psds([np.zeros((10, 1))], [[(0, 0.1, 0.5)]], HOP, DUR, cttc=0.3, alpha_ct=0.5)
+def test_psds_has_no_cross_trigger_arguments():
+    with pytest.raises(TypeError, match="alpha_ct"):
+        sm.psds([np.zeros((10, 1))], [[(0, 0.1, 0.5)]], HOP, DUR, alpha_ct=0.5)
 
 
 # ---------------------------------------------------------------- the flat dict

@@ -89,7 +89,8 @@ def analytic_flops(config) -> dict[str, Any]:
     the usual convention; bias adds and elementwise work are not counted. `train` = 3 × forward
     (backward = input gradient + weight gradient, each the forward's cost).
 
-    Returns {"forward", "train", "breakdown": {"backbone", "head", "decoder"}} (FLOPs per clip).
+    Returns {"forward", "eval", "train", "breakdown": {"backbone", "head", "decoder"}} (FLOPs
+    per clip); "eval" is the forward without the decoder, which inference does not need.
     At the paper's sizes the released 2APAE is ≈70.4 GFLOP forward, ≈211 GFLOP train.
     """
     positions = config.frames * config.mels
@@ -119,7 +120,8 @@ def analytic_flops(config) -> dict[str, Any]:
     decoder = conv_chain((c, *config.decoder_channels, 1), 9, 2) if config.decoder else 0
     breakdown = {"backbone": 2 * backbone, "head": 2 * head, "decoder": 2 * decoder}
     forward = sum(breakdown.values())
-    return {"forward": forward, "train": 3 * forward, "breakdown": breakdown}
+    return {"forward": forward, "eval": forward - breakdown["decoder"], "train": 3 * forward,
+            "breakdown": breakdown}
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -182,6 +184,66 @@ def _synthetic_batch(rng: np.random.Generator, num_devices: int, per_device: int
 # --------------------------------------------------------------------------- the benchmark
 
 
+def compile_steps(net, state, batch, alpha: float):
+    """Ahead-of-time compile the project's pmapped train and eval steps for these inputs.
+
+    `state` / `batch` may be concrete or abstract (`jax.ShapeDtypeStruct`); batch leaves are
+    `[devices, per_device, ...]`. Returns (train, eval, {compile seconds}).
+    """
+    import jax
+
+    from twostep_jax.training import make_eval_step, make_train_step
+
+    t0 = time.perf_counter()
+    lowered = make_train_step(net, alpha).lower(state, batch, jax.random.PRNGKey(0))
+    t1 = time.perf_counter()
+    train = lowered.compile()
+    t2 = time.perf_counter()
+    evaluate = make_eval_step(net).lower(state, {"logmel": batch["logmel"]}).compile()
+    return train, evaluate, {"train_trace_lower_s": t1 - t0, "train_compile_s": t2 - t1,
+                             "eval_lower_compile_s": time.perf_counter() - t2}
+
+
+def flops_per_clip(config, train, evaluate, devices: int, global_batch: int) -> dict[str, Any]:
+    """Analytic and XLA-counted FLOPs per clip, and their ratios.
+
+    XLA's cost analysis describes one device's program, so it is scaled by devices / global
+    batch. The eval step returns only the clip and frame probabilities, so XLA drops the decoder
+    from it: `xla_eval` compares with `analytic_eval` (forward without the decoder), while the
+    train step's forward includes it (`analytic_forward`).
+    """
+    analytic = analytic_flops(config)
+    scale = lambda f: None if f is None else f * devices / global_batch  # noqa: E731
+    out = {"analytic_forward": analytic["forward"], "analytic_eval": analytic["eval"],
+           "analytic_train": analytic["train"], "analytic_breakdown": analytic["breakdown"],
+           "xla_eval": scale(_xla_flops(evaluate)), "xla_train": scale(_xla_flops(train))}
+    for kind in ("eval", "train"):
+        x = out[f"xla_{kind}"]
+        out[f"xla_over_analytic_{kind}"] = None if x is None else x / out[f"analytic_{kind}"]
+    return out
+
+
+def count_flops(model: str = "2apae", preset: str = "paper", global_batch: int = 1,
+                devices: int = 1, dtype: str = "float32", conv_impl: str = "auto",
+                alpha: float = 0.001) -> dict[str, Any]:
+    """`flops_per_clip` from compilation alone (abstract state and batch: nothing is run)."""
+    import jax
+    import jax.numpy as jnp
+
+    from twostep_jax import create_model
+    from twostep_jax.training import create_train_state
+
+    net = create_model(model, preset, axis_name="batch", dtype=dtype, conv_impl=conv_impl)
+    cfg = net.config
+    state = jax.eval_shape(lambda: create_train_state(net, jax.random.PRNGKey(0), 1e-3))
+    per_device = global_batch // devices
+    batch = {"logmel": jax.ShapeDtypeStruct((devices, per_device, cfg.frames, cfg.mels), jnp.float32),
+             "target": jax.ShapeDtypeStruct((devices, per_device, cfg.classes), jnp.float32)}
+    train, evaluate, _ = compile_steps(net, state, batch, alpha)
+    return flops_per_clip(cfg, train, evaluate, devices, global_batch)
+
+
+
 def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int = 24,
                   dtype: str = "float32", devices: int = 1, steps: int = 50, warmup: int = 3,
                   data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
@@ -192,7 +254,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
 
     from twostep_jax import create_model, input_pipeline
     from twostep_jax.conv import select_conv
-    from twostep_jax.training import create_train_state, make_eval_step, make_train_step
+    from twostep_jax.training import create_train_state
 
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
@@ -210,26 +272,14 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     net = create_model(model, preset, axis_name="batch", dtype=dtype, conv_impl=conv_impl)
     cfg = net.config
     rng = jax.random.PRNGKey(seed)
-    state = create_train_state(net, rng, 1e-3)
     host_batch = _synthetic_batch(np.random.default_rng(seed), devices, per_device, cfg.frames,
                                   cfg.mels, cfg.classes)
     batch = input_pipeline.shard_to_local_devices(host_batch, devs)
-    state = jax.device_put(state, jax.sharding.NamedSharding(
+    # The state replicated on the chosen devices, as pmap(in_axes=None) keeps it.
+    state = jax.device_put(create_train_state(net, rng, 1e-3), jax.sharding.NamedSharding(
         jax.sharding.Mesh(np.asarray(devs), ("devices",)), jax.sharding.PartitionSpec()))
-
-    # --- compile (ahead of time, so the timed calls never include it)
-    train_fn = make_train_step(net, alpha)
-    t0 = time.perf_counter()
-    lowered = train_fn.lower(state, batch, rng)
-    t1 = time.perf_counter()
-    train_step = lowered.compile()
-    t2 = time.perf_counter()
-    eval_fn = make_eval_step(net)
+    train_step, eval_step, compile_info = compile_steps(net, state, batch, alpha)
     eval_batch = {"logmel": batch["logmel"]}
-    t3 = time.perf_counter()
-    eval_step = eval_fn.lower(state, eval_batch).compile()
-    compile_info = {"train_trace_lower_s": t1 - t0, "train_compile_s": t2 - t1,
-                    "eval_lower_compile_s": time.perf_counter() - t3}
 
     # --- steady-state train step
     holder = {"state": state}
@@ -255,18 +305,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     _time_each(one_eval, warmup)
     eval_times = _time_each(one_eval, steps)
 
-    # --- FLOPs (XLA reports one device's program: scale to the global batch)
-    analytic = analytic_flops(cfg)
-    xla_train, xla_eval = _xla_flops(train_step), _xla_flops(eval_step)
-    per_clip = lambda f: None if f is None else f * devices / global_batch  # noqa: E731
-    flops = {
-        "analytic_forward": analytic["forward"], "analytic_train": analytic["train"],
-        "analytic_breakdown": analytic["breakdown"],
-        "xla_forward": per_clip(xla_eval), "xla_train": per_clip(xla_train),
-    }
-    for kind in ("forward", "train"):
-        x = flops[f"xla_{kind}"]
-        flops[f"xla_over_analytic_{kind}"] = None if x is None else x / flops[f"analytic_{kind}"]
+    flops = flops_per_clip(cfg, train_step, eval_step, devices, global_batch)
 
     step_median = float(np.median(step_times))
     train_cps = global_batch / step_median
@@ -274,7 +313,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     accelerator = detect_accelerator(device_kind)
     peak_source = "--peak-tflops" if peak_tflops else (accelerator and f"table: {accelerator}")
     peak = peak_tflops or (PEAK_TFLOPS[accelerator][dtype] if accelerator else None)
-    achieved = analytic["train"] * train_cps / 1e12
+    achieved = flops["analytic_train"] * train_cps / 1e12
 
     result: dict[str, Any] = {
         "model": model, "preset": preset, "dtype": dtype, "conv_impl": conv_impl,

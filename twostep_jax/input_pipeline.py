@@ -73,7 +73,8 @@ def dataset_dir(data_dir: str | Path, snr_db: int | float) -> Path:
     raise FileNotFoundError(
         f"no finished {config_name(snr_db)} dataset under {data_dir}{hint}; looked for "
         f"dataset_info.json + metadata.json in: {', '.join(str(c) for c in candidates)}. "
-        f"Build it with `python -m data_prep --source builtin --out {data_dir}` (or --source dcase)")
+        f"Build it with `python -m data_prep --source builtin --out {data_dir}` "
+        f"(or --source dcase)")
 
 
 @dataclasses.dataclass(frozen=True)

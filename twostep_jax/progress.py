@@ -19,18 +19,20 @@ def format_seconds(seconds: float) -> str:
 class Progress:
     """Reports `label: done/total unit (pct) | rate unit/s | ETA` at most every `interval` s.
 
-    On a terminal the line is redrawn in place; otherwise (logs, CI) a new line is printed.
+    On a terminal the line is redrawn in place every second; otherwise (logs, CI) a new line is
+    printed every 10 s by default.
     """
 
     def __init__(self, label: str, total: int, unit: str = "mixtures",
-                 stream: TextIO | None = None, interval: float = 1.0):
-        self.label, self.total, self.unit, self.interval = label, total, unit, interval
+                 stream: TextIO | None = None, interval: float | None = None):
+        self.label, self.total, self.unit = label, total, unit
         self.stream = stream if stream is not None else sys.stderr
+        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.interval = interval if interval is not None else (1.0 if self._tty else 10.0)
         self.done = 0
         self.postfix = ""  # e.g. the running loss, appended to the line
         self.start = time.monotonic()
         self._last = -float("inf")
-        self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     @property
     def elapsed(self) -> float:

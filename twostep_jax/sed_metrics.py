@@ -50,8 +50,8 @@ cases; identical results otherwise -- see tests):
   otherwise, with ``alpha_st = 0``, the grid value is a lower bound, and with
   ``alpha_st > 0`` the std penalty makes the deviation go either way (on toy
   data with continuous scores the default 50-threshold grid was within 0.013
-  of the exact value). Cross-trigger penalties (``alpha_ct > 0``, PSDS
-  scenario 2) are not implemented.
+  of the exact value). Only scenario-1-style scoring is offered: there is no
+  cross-trigger term (``alpha_ct = 0``), so PSDS scenario 2 is out of scope.
 """
 
 from __future__ import annotations
@@ -552,19 +552,12 @@ def psd_roc(
     clip_duration: float,
     dtc: float = 0.7,
     gtc: float = 0.7,
-    cttc: float | None = None,
-    alpha_ct: float = 0.0,
     alpha_st: float = 1.0,
     max_efpr: float = 100.0,
     thresholds=DEFAULT_PSDS_THRESHOLDS,
     median_filter: int = 1,
 ) -> PSDROC:
     """PSD-ROC of a set of clips (see :func:`psds` for the arguments)."""
-    if cttc is not None or alpha_ct != 0.0:
-        raise NotImplementedError(
-            "cross-trigger penalty (cttc / alpha_ct > 0, PSDS scenario 2) is not implemented; "
-            "use cttc=None, alpha_ct=0.0 (scenario 1)"
-        )
     hop_s = _check_positive(hop_s, "hop_s")
     clip_duration = _check_positive(clip_duration, "clip_duration")
     dtc = _check_unit_interval(dtc, "dtc", closed_right=True)
@@ -630,8 +623,6 @@ def psds(
     clip_duration: float,
     dtc: float = 0.7,
     gtc: float = 0.7,
-    cttc: float | None = None,
-    alpha_ct: float = 0.0,
     alpha_st: float = 1.0,
     max_efpr: float = 100.0,
     thresholds=DEFAULT_PSDS_THRESHOLDS,
@@ -661,7 +652,7 @@ def psds(
       PSDS in [0, 1].
     """
     roc = psd_roc(frame_probs_list, ref_events_list, hop_s, clip_duration, dtc=dtc, gtc=gtc,
-                  cttc=cttc, alpha_ct=alpha_ct, alpha_st=alpha_st, max_efpr=max_efpr,
+                  alpha_st=alpha_st, max_efpr=max_efpr,
                   thresholds=thresholds, median_filter=median_filter)
     return float(np.sum(np.diff(roc.efpr) * roc.etpr[:-1]) / max_efpr)
 

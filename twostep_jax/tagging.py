@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from twostep_jax.clip_figures import figure_arrays, safe_filename
-from twostep_jax.features import CLIP_SAMPLES, SAMPLE_RATE, AudioError, load_audio, logmel
+from twostep_jax.features import CLIP_SAMPLES, N_MELS, SAMPLE_RATE, AudioError, load_audio, logmel
 from twostep_jax.figures import plot_attention_figure
 from twostep_jax.input_pipeline import normalize
 from twostep_jax.restore import LoadedRun
@@ -72,6 +72,9 @@ def audio_logmel(audio: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def tag_file(run: LoadedRun, path: str, threshold: float = 0.5, figure_dir: str | Path | None = None) -> TagResult:
     """Tags one file (see module docstring); raises `features.AudioError` for unusable audio."""
+    if run.model_config.mels != N_MELS:
+        raise ValueError(f"the model takes {run.model_config.mels} mel bins, the feature extractor "
+                         f"computes {N_MELS}: this run cannot tag audio files")
     audio = load_audio(path, SAMPLE_RATE)
     peak = float(np.max(np.abs(audio)))
     if peak < SILENCE_PEAK:
