@@ -15,7 +15,7 @@ stage "install"
 python -m pip install -q -e .
 
 stage "data_prep: built-in corpus, SNR 20 dB"
-python -m data_prep --source builtin --out "$DEMO_DIR/data" --snr 20 --mixtures-per-fold "${DEMO_MIXTURES_PER_FOLD:-200}"
+python -m data_prep --source builtin --out "$DEMO_DIR/data" --snr 20 --mixtures-per-fold "${DEMO_MIXTURES_PER_FOLD:-150}"
 
 stage "train: 2APAE, cpu_small preset, test fold 1"
 python train.py --data "$DEMO_DIR/data" --snr 20 --test-fold 1 --model 2apae --preset cpu_small \

@@ -3,7 +3,8 @@
 
     python evaluate.py --workdir RUN_DIR [--split test|val|train] [--step N] [--data DATA_DIR]
         clip metrics (micro-P, macro-P, AUC, per class) + localisation (segment/event F1, ER,
-        PSDS1) of the best checkpoint (or --step N); writes RUN_DIR/eval_<split>.{json,md}
+        PSDS1) of the best checkpoint (or --step N); writes RUN_DIR/eval_<split>.{json,md} and
+        eval_<split>_predictions.npz (clip probabilities, targets, clip names)
     python evaluate.py --workdir RUN_DIR --figure CLIP_NAME [...] | --figure-random N [--seed S]
         the paper's Fig. 3 with ground-truth events -> RUN_DIR/figures/<split>_<clip>.png
     python evaluate.py --workdir RUN_DIR --audio FILE.wav [FILE2 ...] [--top 5] [--threshold 0.5]

@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from twostep_jax import model_config
-from twostep_jax.benchmark import (PEAK_TFLOPS, analytic_flops, count_flops, detect_accelerator,
+from twostep_jax.benchmark import (PEAK_TFLOPS, analytic_flops, count_flops, detect_accelerator, main,
                                    markdown_table, run_benchmark)
 
 FIELDS = ("model", "preset", "dtype", "conv_impl", "global_batch", "per_device_batch", "num_devices",
@@ -17,10 +17,17 @@ FIELDS = ("model", "preset", "dtype", "conv_impl", "global_batch", "per_device_b
 
 
 @pytest.fixture(scope="module")
-def tiny_results(builtin_dataset):
-    common = dict(model="2apae", preset="test_tiny", global_batch=8, steps=2, warmup=1)
-    one = run_benchmark(devices=1, **common)
-    four = run_benchmark(devices=4, data_dir=builtin_dataset, snr=20, peak_tflops=1.0, **common)
+def tiny_results(builtin_dataset, tmp_path_factory):
+    """1 device through the command line's --sweep (JSON + Markdown), 4 devices with --data."""
+    out = tmp_path_factory.mktemp("bench")
+    # One timed step each: the figures are checked for consistency, not speed.
+    assert main(["--preset", "test_tiny", "--steps", "1", "--warmup", "0", "--sweep",
+                 "--sweep-batches", "4", "--sweep-dtypes", "float32", "--sweep-devices", "1",
+                 "--sweep-out", str(out / "sweep.md"), "--json", str(out / "sweep.json")]) == 0
+    (one,) = json.loads((out / "sweep.json").read_text())
+    assert (out / "sweep.md").read_text().count("| 2apae | test_tiny |") == 1
+    four = run_benchmark(model="2apae", preset="test_tiny", global_batch=4, steps=1, warmup=0,
+                         devices=4, data_dir=builtin_dataset, snr=20, peak_tflops=1.0)
     return one, four
 
 
@@ -28,11 +35,12 @@ def test_result_fields_and_timings(tiny_results):
     for r, n in zip(tiny_results, (1, 4)):
         json.dumps(r)  # JSON-ready
         assert set(FIELDS) <= set(r)
-        assert r["num_devices"] == n and r["per_device_batch"] == 8 // n
+        assert r["num_devices"] == n and r["per_device_batch"] == 4 // n
         for key in ("train_step_s", "eval_step_s"):
             s = r[key]
-            assert s["n"] == 2 and 0 < s["min"] <= s["p10"] <= s["median"] <= s["p90"] <= s["max"]
-        assert r["train_clips_per_s"] == pytest.approx(8 / r["train_step_s"]["median"])
+            assert s["n"] == 1 and 0 < s["min"] <= s["p10"] <= s["median"] <= s["p90"] <= s["max"]
+        assert r["train_clips_per_s"] == pytest.approx(4 / r["train_step_s"]["median"])
+        assert r["train_step_host_usage"]["user_s"] > 0
         assert r["compile"]["train_compile_s"] > 0 and r["memory"]["host_peak_rss_bytes"] > 0
         assert r["backend"] == "cpu" and r["memory"]["peak_device_bytes"] is None
 

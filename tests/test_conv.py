@@ -1,5 +1,7 @@
 """The shifted-GEMM convolution equals lax.conv_general_dilated: values and both gradients."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,9 +9,11 @@ import numpy as np
 import pytest
 from jax import lax
 
-from twostep_jax.conv import select_conv, shifted_gemm_conv
+from twostep_jax.conv import MIN_OUT_FEATURES, select_conv, shifted_gemm_conv
 
 DN = ("NHWC", "HWIO", "NHWC")
+# The tests' convolutions are narrow: force the GEMM weight gradient that wide ones take.
+gemm_conv = functools.partial(shifted_gemm_conv, min_out_features=1)
 
 # (batch, H, W, Cin, Cout, kernel, dilation, padding): 3x3 and 1x1 as in 2APAE, 5x5 with the
 # Atrous baseline's dilations 1/2/4, and explicit / VALID / asymmetric paddings.
@@ -54,9 +58,9 @@ def test_float32_forward_and_gradients_match_lax(case):
     x, kernel, key = _inputs(case, jnp.float32)
     probe = jax.random.normal(key, _out_shape(case, x, kernel))
     ref = _loss_and_grads(lax.conv_general_dilated, case, x, kernel, probe)
-    got = _loss_and_grads(shifted_gemm_conv, case, x, kernel, probe)
+    got = _loss_and_grads(gemm_conv, case, x, kernel, probe)
     y_ref = lax.conv_general_dilated(x, kernel, (1, 1), case[7], rhs_dilation=(case[6],) * 2, dimension_numbers=DN)
-    y_got = shifted_gemm_conv(x, kernel, (1, 1), case[7], rhs_dilation=(case[6],) * 2, dimension_numbers=DN)
+    y_got = gemm_conv(x, kernel, (1, 1), case[7], rhs_dilation=(case[6],) * 2, dimension_numbers=DN)
     np.testing.assert_array_equal(np.asarray(y_got), np.asarray(y_ref))  # the forward is lax's own
     np.testing.assert_allclose(got[0], ref[0], rtol=1e-5, atol=1e-5)
     for g, r in zip(got[1], ref[1]):
@@ -69,7 +73,7 @@ def test_bfloat16_gradients_match_float32_reference(case):
     float32 gradients of the same (bf16-representable) inputs."""
     x, kernel, key = _inputs(case, jnp.bfloat16)
     probe = jax.random.normal(key, _out_shape(case, x, kernel))
-    got = _loss_and_grads(shifted_gemm_conv, case, x, kernel, probe)
+    got = _loss_and_grads(gemm_conv, case, x, kernel, probe)
     ref = _loss_and_grads(lax.conv_general_dilated, case, x.astype(jnp.float32),
                           kernel.astype(jnp.float32), probe)
     assert got[1][0].dtype == jnp.bfloat16 and got[1][1].dtype == jnp.bfloat16
@@ -83,10 +87,10 @@ def test_preferred_element_type_float32_from_bfloat16():
     x, kernel, _ = _inputs(case, jnp.bfloat16)
     conv = lambda c: lambda x, w: c(x, w, (1, 1), case[7], dimension_numbers=DN,  # noqa: E731
                                     preferred_element_type=jnp.float32)
-    y = conv(shifted_gemm_conv)(x, kernel)
+    y = conv(gemm_conv)(x, kernel)
     assert y.dtype == jnp.float32
     np.testing.assert_array_equal(np.asarray(y), np.asarray(conv(lax.conv_general_dilated)(x, kernel)))
-    g = jax.grad(lambda x, w: jnp.sum(conv(shifted_gemm_conv)(x, w) ** 2), argnums=(0, 1))(x, kernel)
+    g = jax.grad(lambda x, w: jnp.sum(conv(gemm_conv)(x, w) ** 2), argnums=(0, 1))(x, kernel)
     r = jax.grad(lambda x, w: jnp.sum(conv(lax.conv_general_dilated)(x, w) ** 2), argnums=(0, 1))(x, kernel)
     for a, b in zip(g, r):
         assert a.dtype == jnp.bfloat16
@@ -94,25 +98,24 @@ def test_preferred_element_type_float32_from_bfloat16():
                                    atol=2e-2 * float(jnp.max(jnp.abs(b.astype(jnp.float32)))))
 
 
-def _flax_conv(impl, kernel_size=3, dilation=1):
+def _flax_conv(conv, kernel_size=3, dilation=1):
     pad = dilation * (kernel_size - 1) // 2
     return nn.Conv(4, (kernel_size, kernel_size), padding=((pad, pad), (pad, pad)),
-                   kernel_dilation=(dilation, dilation), use_bias=False,
-                   conv_general_dilated=select_conv(impl))
+                   kernel_dilation=(dilation, dilation), use_bias=False, conv_general_dilated=conv)
 
 
 @pytest.mark.parametrize("kernel_size,dilation", [(3, 1), (5, 2)])
 def test_as_flax_conv_under_vmap_matches_lax(kernel_size, dilation):
     """Per-example parameter gradients (vmap of grad) through flax's nn.Conv."""
     x = jax.random.normal(jax.random.PRNGKey(0), (3, 2, 9, 8, 3))  # 3 independent mini-batches
-    params = _flax_conv("xla", kernel_size, dilation).init(jax.random.PRNGKey(1), x[0])
+    params = _flax_conv(lax.conv_general_dilated, kernel_size, dilation).init(jax.random.PRNGKey(1), x[0])
 
-    def per_batch_grads(impl):
-        conv = _flax_conv(impl, kernel_size, dilation)
+    def per_batch_grads(conv_fn):
+        conv = _flax_conv(conv_fn, kernel_size, dilation)
         grad = jax.grad(lambda p, xb: jnp.sum(jnp.tanh(conv.apply(p, xb))))
         return jax.jit(jax.vmap(grad, in_axes=(None, 0)))(params, x)
 
-    got, ref = per_batch_grads("shifted_gemm"), per_batch_grads("xla")
+    got, ref = per_batch_grads(gemm_conv), per_batch_grads(lax.conv_general_dilated)
     np.testing.assert_allclose(got["params"]["kernel"], ref["params"]["kernel"], rtol=1e-5, atol=1e-5)
 
 
@@ -126,7 +129,20 @@ def test_under_pmap_with_psum_matches_lax():
             return jax.lax.psum(jax.grad(loss)(w), "d")
         return jax.pmap(f, axis_name="d", in_axes=(None, 0), devices=jax.local_devices()[:2])(kernel, x)
 
-    np.testing.assert_allclose(grads(shifted_gemm_conv), grads(lax.conv_general_dilated), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grads(gemm_conv), grads(lax.conv_general_dilated), rtol=1e-5, atol=1e-5)
+
+
+def _uses_custom_vjp(conv, x, kernel, **kwargs) -> bool:
+    jaxpr = jax.make_jaxpr(lambda x, w: conv(x, w, **kwargs))(x, kernel)
+    return "custom_vjp_call" in str(jaxpr)
+
+
+def test_gemm_path_only_for_wide_outputs():
+    x = jnp.ones((1, 5, 5, 2))
+    args = dict(window_strides=(1, 1), padding="SAME", dimension_numbers=DN)
+    assert _uses_custom_vjp(shifted_gemm_conv, x, jnp.ones((3, 3, 2, MIN_OUT_FEATURES)), **args)
+    assert not _uses_custom_vjp(shifted_gemm_conv, x, jnp.ones((3, 3, 2, MIN_OUT_FEATURES - 1)), **args)
+    assert _uses_custom_vjp(gemm_conv, x, jnp.ones((3, 3, 2, 1)), **args)
 
 
 @pytest.mark.parametrize("kwargs", [dict(window_strides=(2, 2)), dict(feature_group_count=3),
@@ -140,7 +156,8 @@ def test_unsupported_convolutions_fall_back_to_lax(kwargs):
     def grads(conv):
         return jax.grad(lambda x, w: jnp.sum(conv(x, w, **args) ** 2), argnums=(0, 1))(x, kernel)
 
-    for g, r in zip(grads(shifted_gemm_conv), grads(lax.conv_general_dilated)):
+    assert not _uses_custom_vjp(gemm_conv, x, kernel, **args)
+    for g, r in zip(grads(gemm_conv), grads(lax.conv_general_dilated)):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(r))
 
 

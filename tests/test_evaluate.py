@@ -55,8 +55,8 @@ def test_restore_reads_no_optimizer_and_matches_on_one_device(tiny, tmp_path):
     for p in workdir.glob("eval_test*"):
         p.unlink()
 
-    # --batch 1: one clip per device, as the 8-device run (8 clips / 8 devices), so both execute
-    # the same per-device program and the predictions agree to the last bit.
+    # --batch 1: one clip per device, as in the 8-device run (8 clips / 8 devices), so both run the
+    # same per-device computation; XLA may still schedule it differently (last-bit differences).
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, str(REPO / "evaluate.py"), "--workdir", str(workdir), "--batch", "1"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -71,11 +71,17 @@ def test_restore_reads_no_optimizer_and_matches_on_one_device(tiny, tmp_path):
     p8 = np.load(tiny.workdir / "eval_test_predictions.npz")
     np.testing.assert_array_equal(p1["mixture_name"], p8["mixture_name"])
     np.testing.assert_allclose(p1["clip_probs"], p8["clip_probs"], rtol=0, atol=1e-6)
+    # The metrics are those of the predictions...
+    from twostep_jax.metrics import clip_metrics
+
+    assert clip_metrics(p1["target"], p1["clip_probs"], list(one["clip"]["per_class"])) == one["clip"]
+    # ...and equal the 8-device ones up to the float noise above (the untrained tiny model's
+    # scores are nearly tied, so allow for a rank swap of two equal-up-to-1e-6 scores).
     for key in ("micro_ap", "macro_ap", "macro_auc"):
-        assert one["clip"][key] == pytest.approx(eight["clip"][key], abs=1e-9), key
+        assert one["clip"][key] == pytest.approx(eight["clip"][key], abs=1e-3), key
     for key in ("segment_f1", "segment_er", "event_f1", "psds1"):
         a, b = one["localisation"][key], eight["localisation"][key]
-        assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-9), key
+        assert (np.isnan(a) and np.isnan(b)) or a == pytest.approx(b, abs=1e-3), key
 
 
 def test_step_flag_selects_latest_manager(tiny, run):
@@ -104,7 +110,7 @@ def test_metrics_equal_sklearn_on_the_same_predictions(tiny, run):
     probs, y = predictions["clip_probs"], (predictions["target"] > 0.5).astype(int)
     assert list(predictions["mixture_name"]) == list(clips.mixture_name)
     # The pmapped batched path equals the single-device forward used by figures and tagging.
-    single = np.concatenate([run.forward(run_fixtures_normalize(run, clips.logmel[i:i + 1]))["clip_probs"]
+    single = np.concatenate([run.forward(_normalize(run, clips.logmel[i:i + 1]))["clip_probs"]
                              for i in range(len(clips))])
     np.testing.assert_allclose(probs, single, atol=1e-5)
 
@@ -121,7 +127,7 @@ def test_metrics_equal_sklearn_on_the_same_predictions(tiny, run):
     assert report["localisation"]["n_ref_events"] == sum(len(e) for e in clips.events)
 
 
-def run_fixtures_normalize(run, logmel):
+def _normalize(run, logmel):
     from twostep_jax.input_pipeline import normalize
 
     return normalize(logmel, run.norm_stats)
@@ -196,7 +202,7 @@ def test_figures_have_seven_panels_and_ground_truth(tiny, run, capsys):
     for p in written:
         assert p.parent == tiny.workdir / "figures" and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    x = run_fixtures_normalize(run, clips.logmel[:1])
+    x = _normalize(run, clips.logmel[:1])
     fig = build_attention_figure(x[0], class_names=run.class_names, ref_events=clips.events[0], hop_s=HOP_S,
                                  **figure_arrays(run.forward(x), 0))
     assert len(fig.axes) == N_PANELS == 7

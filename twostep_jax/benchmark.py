@@ -25,6 +25,8 @@ scaling figures check correctness, not speed.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import datetime
 import json
 import math
@@ -146,6 +148,18 @@ def _time_each(call: Callable[[], Any], n: int) -> list[float]:
     return times
 
 
+def _usage_per_step(before, steps: int) -> dict[str, float]:
+    """Process CPU seconds (user, kernel) and minor page faults per step since `before`.
+
+    On the CPU backend, user+sys over wall time shows how many cores the step kept busy, and
+    kernel time with page faults shows memory being returned to and refetched from the OS.
+    """
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user_s": (after.ru_utime - before.ru_utime) / steps,
+            "sys_s": (after.ru_stime - before.ru_stime) / steps,
+            "minor_page_faults": (after.ru_minflt - before.ru_minflt) / steps}
+
+
 def _xla_flops(compiled) -> float | None:
     """FLOPs of one execution per device from XLA's cost analysis (None if not reported)."""
     cost = compiled.cost_analysis()
@@ -248,7 +262,8 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                   dtype: str = "float32", devices: int = 1, steps: int = 50, warmup: int = 3,
                   data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
                   compare_torch: bool = False, conv_impl: str = "auto", alpha: float = 0.001,
-                  torch_steps: int | None = None, seed: int = 0) -> dict[str, Any]:
+                  torch_steps: int | None = None, seed: int = 0,
+                  host_memory_retained: bool = False) -> dict[str, Any]:
     """Benchmark one configuration in this process; returns the JSON-ready result dict."""
     import jax
 
@@ -289,7 +304,9 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
         return holder["state"], metrics
 
     _time_each(one_step, warmup)
+    usage_before = resource.getrusage(resource.RUSAGE_SELF)
     step_times = _time_each(one_step, steps)
+    usage = _usage_per_step(usage_before, steps)
     t0 = time.perf_counter()
     pending = [one_step()[1] for _ in range(steps)]  # back-to-back, one sync: as in training
     jax.block_until_ready((holder["state"], pending))
@@ -322,11 +339,14 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
         "steps": steps, "warmup": warmup, "alpha": alpha,
         "backend": jax.default_backend(), "device_kind": device_kind,
         "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                 "load_avg_start": load_start, "load_avg_end": os.getloadavg()},
+                 "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
+                 # retain_freed_host_memory() was called (the caller says so)
+                 "host_memory_retained": host_memory_retained},
         "versions": _versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "compile": compile_info,
         "train_step_s": _stats(step_times),
+        "train_step_host_usage": usage,
         "train_clips_per_s": train_cps,
         "train_loop_clips_per_s": steps * global_batch / loop_s,
         "eval_step_s": _stats(eval_times),
@@ -501,6 +521,33 @@ def summary_line(r: dict[str, Any]) -> str:
     return line
 
 
+# --------------------------------------------------------------------------- host memory
+
+
+def retain_freed_host_memory() -> bool:
+    """Make glibc keep freed memory in the process instead of returning it to the OS.
+
+    XLA:CPU allocates each execution's scratch (3.9 GB for the paper model's train step at batch
+    4) afresh and frees it at the end; glibc serves such blocks with mmap and unmaps them on free,
+    so every step page-faults all of it in again (measured 1.4 M faults and ~2.6 s of kernel time
+    per step on 2 cores). One arena, no mmap and no trimming make later steps reuse the same
+    pages. Equivalent to MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>.
+    Call before the first JAX computation (threads created earlier keep their own arenas); the
+    process's resident memory then stays at its peak. Returns False where glibc is not found.
+    """
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # <malloc.h>
+        # mallopt returns 1 on success; a trim threshold of -1 becomes SIZE_MAX (never trim).
+        return all(libc.mallopt(option, value) == 1 for option, value in (
+            (m_arena_max, 1), (m_mmap_max, 0), (m_trim_threshold, -1)))
+    except (OSError, AttributeError):
+        return False
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -539,6 +586,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="also time the PyTorch CPU reference (needs the torch extra)")
     p.add_argument("--torch-steps", type=int, default=None, help="timed torch steps (default --steps)")
     p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
+    p.add_argument("--retain-host-memory", action="store_true",
+                   help="glibc: keep freed memory for reuse (no per-step page faults on CPU); "
+                        "applies to the torch comparison too")
     p.add_argument("--sweep", action="store_true",
                    help="run --sweep-batches x --sweep-dtypes x --sweep-devices, write a Markdown table")
     p.add_argument("--sweep-batches", type=_int_list, default=[8, 24])
@@ -551,12 +601,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    retained = retain_freed_host_memory() if args.retain_host_memory else False
+    if args.retain_host_memory and not retained:
+        print("--retain-host-memory: glibc mallopt unavailable; running with defaults", file=sys.stderr)
     sweep_devices = args.sweep_devices or sorted({1, args.devices})
     _configure_devices(max(sweep_devices) if args.sweep else args.devices)
     common = dict(model=args.model, preset=args.preset, steps=args.steps, warmup=args.warmup,
                   data_dir=args.data, snr=args.snr, peak_tflops=args.peak_tflops,
                   compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha,
-                  torch_steps=args.torch_steps)
+                  torch_steps=args.torch_steps, host_memory_retained=retained)
     if args.sweep:
         results = run_sweep(args.sweep_batches, args.sweep_dtypes, sweep_devices, **common)
         table = markdown_table(results)

@@ -42,7 +42,10 @@ class Checkpoints:
             self._managers[kind] = ocp.CheckpointManager(
                 path,
                 options=ocp.CheckpointManagerOptions(
-                    max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+                    # read-only managers keep nothing and save nothing (orbax warns otherwise)
+                    max_to_keep=None if read_only else max_to_keep,
+                    save_interval_steps=0 if read_only else 1,
+                    create=not read_only, read_only=read_only,
                     cleanup_tmp_directories=not read_only,
                 ),
             )

@@ -6,7 +6,10 @@
 Each cell trains in `RUNS_DIR/<model>_a<alpha>/snr<snr>/fold<k>` (`train_and_evaluate`, which
 resumes a half-finished run from its last checkpoint) and is then evaluated on its test fold
 (`eval_test.json`, whose presence marks the cell finished: re-running skips it). At the end
-`tables.write_tables(RUNS_DIR, RUNS_DIR)` writes table_iv/table_v (.md, .csv, .png).
+`tables.write_tables` writes RUNS_DIR/table_iv.{md,csv,png} and table_v.{md,csv}. A cell whose
+training diverges (non-finite loss) is reported and skipped; the sweep then ends with
+`SweepIncompleteError` after writing the tables of the others. XLA compilations are cached in
+RUNS_DIR/.jax_cache.
 
 Grids:
 * `paper_table4` — preset `paper` (50 epochs): 2APAE (α = 0.001) and the five baselines
@@ -14,7 +17,9 @@ Grids:
   Baselines have no decoder, so α does not enter their loss; their folders say `a0`.
 * `quick` — the same rows at preset `cpu_small`, batch 8, 3 epochs, SNR 0 and 20 dB, test fold
   1 (16 runs): a CPU-sized rehearsal of both tables, meant for a built-in dataset of 64 mixtures
-  per fold (`python -m data_prep --source builtin --mixtures-per-fold 64 --snr 0 20`).
+  per fold (`python -m data_prep --source builtin --mixtures-per-fold 64 --snr 0 20`). Measured
+  on 2 shared CPU cores: 3.4-5.1 min per 2APAE cell (the costliest model), ~40 min estimated for
+  the grid on quiet cores.
 """
 
 from __future__ import annotations
