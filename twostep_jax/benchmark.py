@@ -25,8 +25,6 @@ scaling figures check correctness, not speed.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import datetime
 import json
 import math
@@ -136,28 +134,32 @@ def _stats(seconds: Sequence[float]) -> dict[str, float]:
             "max": float(a.max()), "n": int(a.size)}
 
 
-def _time_each(call: Callable[[], Any], n: int) -> list[float]:
-    """Wall time of `n` calls, each synchronised with block_until_ready."""
+def _timed_round_robin(calls: dict[str, Callable[[], Any]], rounds: int) -> dict[str, dict]:
+    """Call each of `calls` once per round, `rounds` times, each call synchronised.
+
+    Round-robin interleaving gives side-by-side figures (e.g. JAX vs torch) the same share of
+    whatever else the host is doing. Returns per name {"times": [s, ...], "usage": per-call
+    process CPU seconds (user, kernel) and minor page faults}. On the CPU backend user+sys over
+    wall time shows how many cores a call kept busy; kernel time with page faults shows memory
+    being returned to the OS and faulted in again.
+    """
     import jax
 
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def _usage_per_step(before, steps: int) -> dict[str, float]:
-    """Process CPU seconds (user, kernel) and minor page faults per step since `before`.
-
-    On the CPU backend, user+sys over wall time shows how many cores the step kept busy, and
-    kernel time with page faults shows memory being returned to and refetched from the OS.
-    """
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    return {"user_s": (after.ru_utime - before.ru_utime) / steps,
-            "sys_s": (after.ru_stime - before.ru_stime) / steps,
-            "minor_page_faults": (after.ru_minflt - before.ru_minflt) / steps}
+    out = {name: {"times": [], "user_s": 0.0, "sys_s": 0.0, "minor_page_faults": 0}
+           for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            before, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            jax.block_until_ready(call())
+            elapsed, after = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
+            rec = out[name]
+            rec["times"].append(elapsed)
+            rec["user_s"] += after.ru_utime - before.ru_utime
+            rec["sys_s"] += after.ru_stime - before.ru_stime
+            rec["minor_page_faults"] += after.ru_minflt - before.ru_minflt
+    for rec in out.values():
+        rec["usage"] = {k: rec.pop(k) / max(rounds, 1) for k in ("user_s", "sys_s", "minor_page_faults")}
+    return out
 
 
 def _xla_flops(compiled) -> float | None:
@@ -262,8 +264,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                   dtype: str = "float32", devices: int = 1, steps: int = 50, warmup: int = 3,
                   data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
                   compare_torch: bool = False, conv_impl: str = "auto", alpha: float = 0.001,
-                  torch_steps: int | None = None, seed: int = 0,
-                  host_memory_retained: bool = False) -> dict[str, Any]:
+                  seed: int = 0) -> dict[str, Any]:
     """Benchmark one configuration in this process; returns the JSON-ready result dict."""
     import jax
 
@@ -273,6 +274,8 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
 
     if steps < 1 or warmup < 0:
         raise ValueError(f"need steps >= 1 and warmup >= 0, got {steps}, {warmup}")
+    if compare_torch and dtype != "float32":
+        raise ValueError("--compare-torch times the float32 PyTorch reference; use --dtype float32")
     available = jax.local_devices()
     if devices > len(available):
         raise ValueError(
@@ -296,17 +299,22 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     train_step, eval_step, compile_info = compile_steps(net, state, batch, alpha)
     eval_batch = {"logmel": batch["logmel"]}
 
-    # --- steady-state train step
+    # --- steady-state train and eval steps (round-robin with the torch reference if asked)
     holder = {"state": state}
 
     def one_step():
         holder["state"], metrics = train_step(holder["state"], batch, rng)
         return holder["state"], metrics
 
-    _time_each(one_step, warmup)
-    usage_before = resource.getrusage(resource.RUSAGE_SELF)
-    step_times = _time_each(one_step, steps)
-    usage = _usage_per_step(usage_before, steps)
+    def one_eval():
+        return eval_step(holder["state"], eval_batch)
+
+    reference = _TorchReference(cfg, host_batch, alpha) if compare_torch else None
+    train_calls = {"jax": one_step} | ({"torch": reference.train} if reference else {})
+    eval_calls = {"jax": one_eval} | ({"torch": reference.eval} if reference else {})
+    _timed_round_robin(train_calls, warmup)
+    train_timed = _timed_round_robin(train_calls, steps)
+    step_times = train_timed["jax"]["times"]
     t0 = time.perf_counter()
     pending = [one_step()[1] for _ in range(steps)]  # back-to-back, one sync: as in training
     jax.block_until_ready((holder["state"], pending))
@@ -314,13 +322,9 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     loss = float(np.asarray(jax.device_get(pending[-1]["loss"])))
     if not math.isfinite(loss):
         raise FloatingPointError(f"benchmark train step produced a non-finite loss {loss}")
-
-    # --- steady-state eval (forward only)
-    def one_eval():
-        return eval_step(holder["state"], eval_batch)
-
-    _time_each(one_eval, warmup)
-    eval_times = _time_each(one_eval, steps)
+    _timed_round_robin(eval_calls, warmup)
+    eval_timed = _timed_round_robin(eval_calls, steps)
+    eval_times = eval_timed["jax"]["times"]
 
     flops = flops_per_clip(cfg, train_step, eval_step, devices, global_batch)
 
@@ -339,14 +343,12 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
         "steps": steps, "warmup": warmup, "alpha": alpha,
         "backend": jax.default_backend(), "device_kind": device_kind,
         "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
-                 "load_avg_start": load_start, "load_avg_end": os.getloadavg(),
-                 # retain_freed_host_memory() was called (the caller says so)
-                 "host_memory_retained": host_memory_retained},
+                 "load_avg_start": load_start, "load_avg_end": os.getloadavg()},
         "versions": _versions(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "compile": compile_info,
         "train_step_s": _stats(step_times),
-        "train_step_host_usage": usage,
+        "train_step_host_usage": train_timed["jax"]["usage"],
         "train_clips_per_s": train_cps,
         "train_loop_clips_per_s": steps * global_batch / loop_s,
         "eval_step_s": _stats(eval_times),
@@ -367,8 +369,8 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                                        train_step, holder, rng, seed))
         result["end_to_end_over_step_loop"] = (result["end_to_end_clips_per_s"]
                                                / result["train_loop_clips_per_s"])
-    if compare_torch:
-        result["torch"] = _torch_throughput(cfg, host_batch, alpha, torch_steps or steps, warmup)
+    if reference:
+        result["torch"] = reference.report(train_timed["torch"], eval_timed["torch"])
         result["jax_over_torch_speed"] = result["torch"]["train_step_s"]["median"] / step_median
     result["memory"]["host_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return result
@@ -421,41 +423,38 @@ def _data_throughput(data_dir, snr, global_batch, devs, steps, warmup, train_ste
             "data_clips": len(clips)}
 
 
-def _torch_throughput(cfg, host_batch: dict[str, np.ndarray], alpha: float, steps: int,
-                      warmup: int) -> dict[str, Any]:
-    """The PyTorch reference on the same global batch, with as many threads as cores."""
-    import torch
+class _TorchReference:
+    """The PyTorch reference on the same global batch, as many intra-op threads as cores."""
 
-    from twostep_jax import torch_reference
+    def __init__(self, cfg, host_batch: dict[str, np.ndarray], alpha: float):
+        import torch
 
-    threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    net = torch_reference.model_from_config(cfg)
-    logmel = torch.from_numpy(host_batch["logmel"].reshape(-1, cfg.frames, cfg.mels))
-    target = torch.from_numpy(host_batch["target"].reshape(-1, cfg.classes))
-    train = torch_reference.make_train_step(net, alpha)
-    infer = torch_reference.make_eval_step(net)
+        from twostep_jax import torch_reference
 
-    def each(call, n):
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t0)
-        return times
+        self.threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(self.threads)
+        torch.manual_seed(0)
+        self.version = torch.__version__
+        self.net = torch_reference.model_from_config(cfg)
+        self.params = torch_reference.count_params(self.net)
+        self.logmel = torch.from_numpy(host_batch["logmel"].reshape(-1, cfg.frames, cfg.mels))
+        self.target = torch.from_numpy(host_batch["target"].reshape(-1, cfg.classes))
+        self._train = torch_reference.make_train_step(self.net, alpha)
+        self._eval = torch_reference.make_eval_step(self.net)
 
-    each(lambda: train(logmel, target), warmup)
-    train_times = each(lambda: train(logmel, target), steps)
-    each(lambda: infer(logmel), warmup)
-    eval_times = each(lambda: infer(logmel), steps)
-    gb = logmel.shape[0]
-    return {"version": torch.__version__, "threads": threads,
-            "params": torch_reference.count_params(net),
-            "train_step_s": _stats(train_times),
-            "train_clips_per_s": gb / float(np.median(train_times)),
-            "eval_step_s": _stats(eval_times),
-            "eval_clips_per_s": gb / float(np.median(eval_times))}
+    def train(self) -> float:
+        return self._train(self.logmel, self.target)
+
+    def eval(self):
+        return self._eval(self.logmel)
+
+    def report(self, train_timed: dict, eval_timed: dict) -> dict[str, Any]:
+        gb = self.logmel.shape[0]
+        train_s, eval_s = _stats(train_timed["times"]), _stats(eval_timed["times"])
+        return {"version": self.version, "threads": self.threads, "params": self.params,
+                "train_step_s": train_s, "train_step_host_usage": train_timed["usage"],
+                "train_clips_per_s": gb / train_s["median"],
+                "eval_step_s": eval_s, "eval_clips_per_s": gb / eval_s["median"]}
 
 
 # --------------------------------------------------------------------------- sweep and report
@@ -521,33 +520,6 @@ def summary_line(r: dict[str, Any]) -> str:
     return line
 
 
-# --------------------------------------------------------------------------- host memory
-
-
-def retain_freed_host_memory() -> bool:
-    """Make glibc keep freed memory in the process instead of returning it to the OS.
-
-    XLA:CPU allocates each execution's scratch (3.9 GB for the paper model's train step at batch
-    4) afresh and frees it at the end; glibc serves such blocks with mmap and unmaps them on free,
-    so every step page-faults all of it in again (measured 1.4 M faults and ~2.6 s of kernel time
-    per step on 2 cores). One arena, no mmap and no trimming make later steps reuse the same
-    pages. Equivalent to MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=<huge>.
-    Call before the first JAX computation (threads created earlier keep their own arenas); the
-    process's resident memory then stays at its peak. Returns False where glibc is not found.
-    """
-    name = ctypes.util.find_library("c")
-    if not name or platform.system() != "Linux":
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # <malloc.h>
-        # mallopt returns 1 on success; a trim threshold of -1 becomes SIZE_MAX (never trim).
-        return all(libc.mallopt(option, value) == 1 for option, value in (
-            (m_arena_max, 1), (m_mmap_max, 0), (m_trim_threshold, -1)))
-    except (OSError, AttributeError):
-        return False
-
-
 # --------------------------------------------------------------------------- command line
 
 
@@ -584,11 +556,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="peak dense TFLOP/s of one device at --dtype (default: detected)")
     p.add_argument("--compare-torch", action="store_true",
                    help="also time the PyTorch CPU reference (needs the torch extra)")
-    p.add_argument("--torch-steps", type=int, default=None, help="timed torch steps (default --steps)")
     p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
-    p.add_argument("--retain-host-memory", action="store_true",
-                   help="glibc: keep freed memory for reuse (no per-step page faults on CPU); "
-                        "applies to the torch comparison too")
     p.add_argument("--sweep", action="store_true",
                    help="run --sweep-batches x --sweep-dtypes x --sweep-devices, write a Markdown table")
     p.add_argument("--sweep-batches", type=_int_list, default=[8, 24])
@@ -601,15 +569,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    retained = retain_freed_host_memory() if args.retain_host_memory else False
-    if args.retain_host_memory and not retained:
-        print("--retain-host-memory: glibc mallopt unavailable; running with defaults", file=sys.stderr)
     sweep_devices = args.sweep_devices or sorted({1, args.devices})
     _configure_devices(max(sweep_devices) if args.sweep else args.devices)
     common = dict(model=args.model, preset=args.preset, steps=args.steps, warmup=args.warmup,
                   data_dir=args.data, snr=args.snr, peak_tflops=args.peak_tflops,
-                  compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha,
-                  torch_steps=args.torch_steps, host_memory_retained=retained)
+                  compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha)
     if args.sweep:
         results = run_sweep(args.sweep_batches, args.sweep_dtypes, sweep_devices, **common)
         table = markdown_table(results)
