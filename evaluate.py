@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="evaluate on a dataset other than the run's own (different fingerprint)")
     p.add_argument("--batch", type=int, help="evaluation batch size (default: the run's global batch)")
     p.add_argument("--threshold", type=float, default=0.5, help="frame activity threshold (localisation, tags)")
+    p.add_argument("--xla-cpu-eigen-conv", action=argparse.BooleanOptionalAction, default=True,
+                   help="XLA:CPU: Eigen instead of YNNPACK convolutions (twostep_jax.backend; default on)")
     figs = p.add_argument_group("figures (paper Fig. 3)")
     figs.add_argument("--figure", nargs="+", metavar="CLIP_NAME", default=[], help="mixture name(s) of the split")
     figs.add_argument("--figure-random", type=int, default=0, metavar="N", help="N random clips of the split")
@@ -119,6 +121,9 @@ def main(argv=None) -> int:
     _quiet_logs()
     parser = _parser()
     args = parser.parse_args(argv)
+    from twostep_jax import backend
+
+    backend.configure(eigen_convolutions=args.xla_cpu_eigen_conv)
     if args.table:
         mode = _table
     elif not args.workdir:

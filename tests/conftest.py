@@ -8,6 +8,10 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from twostep_jax import backend  # noqa: E402
+
+backend.configure()  # the entry points' default (Eigen convolutions on XLA:CPU), before JAX starts
+
 import jax  # noqa: E402  (after the XLA flags above)
 
 # Unit tests run tiny programs: compile time dominates, and XLA's optimisation passes are most of it.

@@ -27,7 +27,8 @@ def tiny_results(builtin_dataset, tmp_path_factory):
     (one,) = json.loads((out / "sweep.json").read_text())
     assert (out / "sweep.md").read_text().count("| 2apae | test_tiny |") == 1
     four = run_benchmark(model="2apae", preset="test_tiny", global_batch=4, steps=1, warmup=0,
-                         devices=4, data_dir=builtin_dataset, snr=20, peak_tflops=1.0)
+                         devices=4, data_dir=builtin_dataset, snr=20, peak_tflops=1.0,
+                         profile_dir=str(out / "profile"))
     return one, four
 
 
@@ -58,6 +59,14 @@ def test_data_pipeline_and_end_to_end_figures(tiny_results):
     assert four["input_pipeline_clips_per_s"] > 0 and four["end_to_end_clips_per_s"] > 0
     assert four["end_to_end_over_step_loop"] == pytest.approx(
         four["end_to_end_clips_per_s"] / four["train_loop_clips_per_s"])
+
+
+def test_profile_trace_is_written(tiny_results):
+    import pathlib
+
+    one, four = tiny_results
+    assert one["profile_dir"] is None
+    assert list(pathlib.Path(four["profile_dir"]).rglob("*.xplane.pb"))
 
 
 def test_xla_flops_per_clip_independent_of_device_count(tiny_results):

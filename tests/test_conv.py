@@ -161,9 +161,13 @@ def test_unsupported_convolutions_fall_back_to_lax(kwargs):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(r))
 
 
-def test_select_conv():
+def test_select_conv(monkeypatch):
     assert select_conv("xla") is lax.conv_general_dilated
     assert select_conv("shifted_gemm") is shifted_gemm_conv
+    # The test session runs with Eigen convolutions (conftest), like the entry points.
+    assert select_conv("auto") is lax.conv_general_dilated
+    # With XLA:CPU's YNNPACK convolutions, "auto" takes the GEMM-per-tap weight gradient on CPU.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
     expected = shifted_gemm_conv if jax.default_backend() == "cpu" else lax.conv_general_dilated
     assert select_conv("auto") is expected
     with pytest.raises(ValueError, match="conv_impl"):

@@ -113,6 +113,30 @@ def test_gwrp_limits_equal_gmp_and_gap(x_small):
     assert w.shape == (19904,) and abs(w.sum() - 1) < 1e-5 and np.all(np.diff(w) < 0)
 
 
+def test_sort_descending_equals_jnp_sort_values_and_gradients():
+    from twostep_jax.heads import sort_descending
+
+    # Negative, positive, ±0 and infinities: the int32 keys must order them all like floats.
+    x = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 257)) * 10
+    x = x.at[0, 0, :4].set(jnp.array([jnp.inf, -jnp.inf, 0.0, -0.0]))
+    np.testing.assert_array_equal(np.asarray(sort_descending(x)), np.asarray(-jnp.sort(-x, axis=-1)))
+    # Distinct values: the same gradient as differentiating jnp.sort, bit for bit.
+    x = jax.random.uniform(jax.random.PRNGKey(1), (2, 3, 500))
+    w = jax.random.normal(jax.random.PRNGKey(2), (500,))
+    ours = jax.grad(lambda v: jnp.sum(sort_descending(v) @ w))(x)
+    plain = jax.grad(lambda v: jnp.sum(-jnp.sort(-v, axis=-1) @ w))(x)
+    np.testing.assert_array_equal(np.asarray(ours), np.asarray(plain))
+
+
+def test_sort_descending_gradient_shares_tied_positions():
+    from twostep_jax.heads import sort_descending
+
+    x = jnp.array([[0.5, 1.0, 0.2, 1.0, 1.0, 0.0, 0.0]])  # descending: 1 1 1 .5 .2 0 0
+    grad = jax.grad(lambda v: jnp.sum(sort_descending(v) @ jnp.arange(7.0)))(x)
+    # The three 1.0s share positions 0-2 (mean 1), the two 0.0s positions 5-6 (mean 5.5).
+    np.testing.assert_array_equal(np.asarray(grad), [[3.0, 1.0, 4.0, 1.0, 1.0, 5.5, 5.5]])
+
+
 def test_atrous_ap_outputs_at_most_half(x_small):
     model = create_model("atrous_ap", "test_tiny", **SMALL)
     variables = model.init(jax.random.PRNGKey(0), x_small, train=False)

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-# jax is imported lazily (see `_configure_devices`): `--devices N` on a CPU-only host must set the
-# fake-device count before the backend starts.
+# JAX's backend starts at the first device query; `main` configures it first (fake CPU devices,
+# XLA flags: `twostep_jax.backend.configure`), so nothing at import time may touch devices.
 
 # --------------------------------------------------------------------------- peak TFLOP/s table
 
@@ -264,8 +264,12 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                   dtype: str = "float32", devices: int = 1, steps: int = 50, warmup: int = 3,
                   data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
                   compare_torch: bool = False, conv_impl: str = "auto", alpha: float = 0.001,
-                  seed: int = 0) -> dict[str, Any]:
-    """Benchmark one configuration in this process; returns the JSON-ready result dict."""
+                  seed: int = 0, profile_dir: str | None = None) -> dict[str, Any]:
+    """Benchmark one configuration in this process; returns the JSON-ready result dict.
+
+    With `profile_dir`, a few extra train steps (after all timing) run under `jax.profiler.trace`
+    and leave a trace there (TensorBoard's profile plugin or Perfetto reads it).
+    """
     import jax
 
     from twostep_jax import create_model, input_pipeline
@@ -327,6 +331,9 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     eval_times = eval_timed["jax"]["times"]
 
     flops = flops_per_clip(cfg, train_step, eval_step, devices, global_batch)
+    if profile_dir:
+        with jax.profiler.trace(profile_dir):
+            jax.block_until_ready([one_step()[1] for _ in range(min(steps, 3))])
 
     step_median = float(np.median(step_times))
     train_cps = global_batch / step_median
@@ -342,6 +349,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
         "global_batch": global_batch, "per_device_batch": per_device, "num_devices": devices,
         "steps": steps, "warmup": warmup, "alpha": alpha,
         "backend": jax.default_backend(), "device_kind": device_kind,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),
                  "load_avg_start": load_start, "load_avg_end": os.getloadavg()},
         "versions": _versions(),
@@ -362,7 +370,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
         "memory": _memory(devs, train_step),
         "input_pipeline_clips_per_s": None, "end_to_end_clips_per_s": None,
         "end_to_end_over_step_loop": None,
-        "torch": None, "jax_over_torch_speed": None,
+        "torch": None, "jax_over_torch_speed": None, "profile_dir": profile_dir,
     }
     if data_dir:
         result.update(_data_throughput(data_dir, snr, global_batch, devs, steps, warmup,
@@ -527,14 +535,6 @@ def _int_list(s: str) -> list[int]:
     return [int(v) for v in s.split(",") if v.strip()]
 
 
-def _configure_devices(n: int) -> None:
-    """Ask for n fake CPU devices before the backend starts, unless XLA_FLAGS already says."""
-    import jax
-
-    if n > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        jax.config.update("jax_num_cpu_devices", n)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from twostep_jax.config import CONV_IMPLS, DTYPES, MODEL_NAMES, PRESETS
 
@@ -557,6 +557,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-torch", action="store_true",
                    help="also time the PyTorch CPU reference (needs the torch extra)")
     p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
+    p.add_argument("--profile", metavar="DIR", default=None,
+                   help="after timing, trace 3 train steps with jax.profiler into DIR")
+    p.add_argument("--xla-cpu-eigen-conv", action=argparse.BooleanOptionalAction, default=True,
+                   help="XLA:CPU: Eigen instead of YNNPACK convolutions (twostep_jax.backend; default on)")
     p.add_argument("--sweep", action="store_true",
                    help="run --sweep-batches x --sweep-dtypes x --sweep-devices, write a Markdown table")
     p.add_argument("--sweep-batches", type=_int_list, default=[8, 24])
@@ -570,7 +574,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     sweep_devices = args.sweep_devices or sorted({1, args.devices})
-    _configure_devices(max(sweep_devices) if args.sweep else args.devices)
+    from twostep_jax import backend
+
+    backend.configure(max(sweep_devices) if args.sweep else args.devices, args.xla_cpu_eigen_conv)
     common = dict(model=args.model, preset=args.preset, steps=args.steps, warmup=args.warmup,
                   data_dir=args.data, snr=args.snr, peak_tflops=args.peak_tflops,
                   compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha)
@@ -583,7 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out: Any = results
     else:
         out = run_benchmark(global_batch=args.global_batch, dtype=args.dtype, devices=args.devices,
-                            **common)
+                            profile_dir=args.profile, **common)
         print(summary_line(out))
         print(markdown_table([out]))
     if args.json:

@@ -23,6 +23,10 @@ fast below that (measured: 32→32 ~3×, 128→64 ~2× faster than the GEMMs) an
 (64→128 ~4×, 256→256 ~5–8× slower), so narrower convolutions, like anything unsupported, are
 passed to ``lax.conv_general_dilated`` unchanged.
 
+These figures are for XLA:CPU's default convolutions in jax 0.10, which run through YNNPACK. With
+XLA's Eigen convolutions instead (:mod:`twostep_jax.backend`, on by default in the entry points)
+XLA's own weight gradient is fast as well; BENCHMARKS.md has the paper model under both.
+
 :func:`select_conv` maps a config string ("xla", "shifted_gemm", "auto") to the callable.
 """
 
@@ -160,13 +164,18 @@ def select_conv(impl: str) -> Callable[..., Any]:
     """A ``conv_general_dilated``-compatible callable for ``flax.linen.Conv``.
 
     "xla" -> ``lax.conv_general_dilated``; "shifted_gemm" -> :func:`shifted_gemm_conv`;
-    "auto" -> shifted_gemm on the CPU backend (where XLA's weight gradient is slow) and lax
-    elsewhere (cuDNN / TPU convolutions need no help).
+    "auto" -> shifted_gemm on the CPU backend with YNNPACK convolutions (XLA:CPU's default in jax
+    0.10, whose weight gradient is slow), lax otherwise: with Eigen convolutions
+    (:mod:`twostep_jax.backend`) lax measured 1.15x faster than shifted_gemm on the paper model's
+    CPU train step (BENCHMARKS.md), and cuDNN / TPU convolutions need no help.
     """
     if impl == "xla":
         return lax.conv_general_dilated
     if impl == "shifted_gemm":
         return shifted_gemm_conv
     if impl == "auto":
-        return shifted_gemm_conv if jax.default_backend() == "cpu" else lax.conv_general_dilated
+        from twostep_jax.backend import eigen_convolutions_requested
+
+        slow_weight_grad = jax.default_backend() == "cpu" and not eigen_convolutions_requested()
+        return shifted_gemm_conv if slow_weight_grad else lax.conv_general_dilated
     raise ValueError(f"unknown conv_impl {impl!r}; expected one of {CONV_IMPLS}")

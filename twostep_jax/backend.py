@@ -1,0 +1,90 @@
+"""Process-level XLA set-up that has to happen before JAX starts its backend.
+
+XLA reads ``XLA_FLAGS`` and the fake-CPU-device count once, when the first device is queried, so
+the entry points (``train.py``, ``evaluate.py``, ``python -m twostep_jax.benchmark``, the test
+suite's conftest) call :func:`configure` before anything touches a device.
+
+Eigen convolutions on XLA:CPU. jax 0.10's XLA:CPU runs convolutions through YNNPACK, whose
+weight-gradient convolution is slow; with XLA's Eigen convolutions instead the cpu_small 2APAE
+train step measured 1.8x faster on the 2-core development machine (BENCHMARKS.md). The switch
+is an *experimental* XLA flag: an XLA that does not know a flag in ``XLA_FLAGS`` aborts the
+process at start-up, so it is only added where it is known to be accepted (a verified jaxlib
+version, otherwise a one-off probe in a subprocess). It only concerns the CPU backend: on GPU/TPU
+it changes nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+import warnings
+
+EIGEN_CONV_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
+# jaxlib versions on which EIGEN_CONV_FLAG was measured and is accepted without probing.
+_VERIFIED_JAXLIB = ("0.10.2",)
+
+
+def backend_started() -> bool:
+    """Whether JAX has already created a backend (after which XLA_FLAGS has no effect)."""
+    try:
+        from jax._src import xla_bridge
+
+        return bool(getattr(xla_bridge, "_backends", {}))
+    except Exception:  # private API moved: assume not started rather than refuse to configure
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def xla_flag_supported(flag: str) -> bool:
+    """Whether this jaxlib's XLA starts with `flag` in XLA_FLAGS (EIGEN_CONV_FLAG on a verified
+    jaxlib is taken as known; anything else is probed once, in a subprocess)."""
+    import jaxlib
+
+    if flag == EIGEN_CONV_FLAG and jaxlib.__version__ in _VERIFIED_JAXLIB:
+        return True
+    env = dict(os.environ, XLA_FLAGS=flag, JAX_PLATFORMS="cpu")
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices('cpu')"], env=env,
+                               capture_output=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def eigen_convolutions_requested() -> bool:
+    """Whether XLA_FLAGS asks XLA:CPU for Eigen (not YNNPACK) convolutions."""
+    return EIGEN_CONV_FLAG in os.environ.get("XLA_FLAGS", "").split()
+
+
+def _add_xla_flag(flag: str) -> None:
+    name = flag.split("=", 1)[0]
+    flags = os.environ.get("XLA_FLAGS", "")
+    if name not in flags:  # an explicit user setting of the same flag wins
+        os.environ["XLA_FLAGS"] = f"{flags} {flag}".strip()
+
+
+def configure(num_cpu_devices: int = 0, eigen_convolutions: bool = True) -> None:
+    """Sets what must precede the backend's start.
+
+    Args:
+      num_cpu_devices: > 1 asks for that many fake CPU devices (to exercise pmap on a CPU-only
+        host), unless XLA_FLAGS already sets xla_force_host_platform_device_count.
+      eigen_convolutions: use XLA's Eigen convolutions on CPU instead of YNNPACK's, where this
+        XLA supports the switch.
+    """
+    if backend_started():
+        import jax
+
+        too_few = num_cpu_devices > 1 and jax.default_backend() == "cpu" and jax.device_count() < num_cpu_devices
+        if too_few or eigen_convolutions != eigen_convolutions_requested():
+            warnings.warn("twostep_jax.backend.configure() called after JAX started its backend; "
+                          "XLA flags and the CPU device count are unchanged", stacklevel=2)
+        return
+    if num_cpu_devices > 1 and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        import jax
+
+        jax.config.update("jax_num_cpu_devices", num_cpu_devices)
+    if eigen_convolutions and xla_flag_supported(EIGEN_CONV_FLAG):
+        _add_xla_flag(EIGEN_CONV_FLAG)
