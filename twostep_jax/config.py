@@ -225,7 +225,7 @@ class TrainConfig:
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(global_batch=24, epochs=50),
     # Batch 8: on a 2-core CPU the number of steps, not clips per step, limits what is learnt.
-    "cpu_small": dict(global_batch=8, epochs=5, log_every_steps=10),
+    "cpu_small": dict(global_batch=8, epochs=8, log_every_steps=10),
     "test_tiny": dict(global_batch=8, epochs=2, log_every_steps=1),
 }
 
