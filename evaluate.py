@@ -35,8 +35,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="evaluate on a dataset other than the run's own (different fingerprint)")
     p.add_argument("--batch", type=int, help="evaluation batch size (default: the run's global batch)")
     p.add_argument("--threshold", type=float, default=0.5, help="frame activity threshold (localisation, tags)")
-    p.add_argument("--xla-cpu-eigen-conv", action=argparse.BooleanOptionalAction, default=True,
-                   help="XLA:CPU: Eigen instead of YNNPACK convolutions (twostep_jax.backend; default on)")
+    from twostep_jax.backend import add_eigen_conv_flag
+
+    add_eigen_conv_flag(p)
     figs = p.add_argument_group("figures (paper Fig. 3)")
     figs.add_argument("--figure", nargs="+", metavar="CLIP_NAME", default=[], help="mixture name(s) of the split")
     figs.add_argument("--figure-random", type=int, default=0, metavar="N", help="N random clips of the split")

@@ -22,15 +22,12 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="paper", choices=PRESETS)
     parser.add_argument("--sweep", help="run a grid of experiments instead of one run (see twostep_jax.sweep)")
     parser.add_argument("--runs", help="with --sweep: directory holding one workdir per run")
-    parser.add_argument("--xla-cpu-eigen-conv", action=argparse.BooleanOptionalAction, default=True,
-                        help="XLA:CPU: Eigen instead of YNNPACK convolutions, ~1.8x faster training "
-                             "on CPU (twostep_jax.backend; default on; no effect on GPU/TPU)")
+    from twostep_jax import backend
     from twostep_jax.cli import add_config_flags, config_from_args
 
+    backend.add_eigen_conv_flag(parser)
     add_config_flags(parser)
     args = parser.parse_args(argv)
-    from twostep_jax import backend
-
     backend.configure(eigen_convolutions=args.xla_cpu_eigen_conv)
     if not args.data:
         parser.error("--data DATA_DIR is required (build one with `python -m data_prep --source builtin --out DATA_DIR`)")

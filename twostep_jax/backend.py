@@ -6,7 +6,7 @@ suite's conftest) call :func:`configure` before anything touches a device.
 
 Eigen convolutions on XLA:CPU. jax 0.10's XLA:CPU runs convolutions through YNNPACK, whose
 weight-gradient convolution is slow; with XLA's Eigen convolutions instead the cpu_small 2APAE
-train step measured 1.8x faster on the 2-core development machine (BENCHMARKS.md). The switch
+train step measured 2.5x faster on the 2-core development machine (BENCHMARKS.md). The switch
 is an *experimental* XLA flag: an XLA that does not know a flag in ``XLA_FLAGS`` aborts the
 process at start-up, so it is only added where it is known to be accepted (a verified jaxlib
 version, otherwise a one-off probe in a subprocess). It only concerns the CPU backend: on GPU/TPU
@@ -24,6 +24,15 @@ import warnings
 EIGEN_CONV_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 # jaxlib versions on which EIGEN_CONV_FLAG was measured and is accepted without probing.
 _VERIFIED_JAXLIB = ("0.10.2",)
+
+
+def add_eigen_conv_flag(parser) -> None:
+    """The entry points' `--xla-cpu-eigen-conv / --no-xla-cpu-eigen-conv` flag (argparse)."""
+    import argparse
+
+    parser.add_argument("--xla-cpu-eigen-conv", action=argparse.BooleanOptionalAction, default=True,
+                        help="XLA:CPU: Eigen instead of YNNPACK convolutions, 2.5x faster cpu_small "
+                             "training (twostep_jax.backend; default on; no effect on GPU/TPU)")
 
 
 def backend_started() -> bool:

@@ -536,6 +536,7 @@ def _int_list(s: str) -> list[int]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from twostep_jax.backend import add_eigen_conv_flag
     from twostep_jax.config import CONV_IMPLS, DTYPES, MODEL_NAMES, PRESETS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -559,8 +560,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
     p.add_argument("--profile", metavar="DIR", default=None,
                    help="after timing, trace 3 train steps with jax.profiler into DIR")
-    p.add_argument("--xla-cpu-eigen-conv", action=argparse.BooleanOptionalAction, default=True,
-                   help="XLA:CPU: Eigen instead of YNNPACK convolutions (twostep_jax.backend; default on)")
+    add_eigen_conv_flag(p)
     p.add_argument("--sweep", action="store_true",
                    help="run --sweep-batches x --sweep-dtypes x --sweep-devices, write a Markdown table")
     p.add_argument("--sweep-batches", type=_int_list, default=[8, 24])

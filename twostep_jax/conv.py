@@ -40,6 +40,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from twostep_jax.backend import eigen_convolutions_requested
+
 __all__ = ["CONV_IMPLS", "MIN_OUT_FEATURES", "is_supported", "select_conv", "shifted_gemm_conv"]
 
 CONV_IMPLS = ("xla", "shifted_gemm", "auto")
@@ -174,8 +176,6 @@ def select_conv(impl: str) -> Callable[..., Any]:
     if impl == "shifted_gemm":
         return shifted_gemm_conv
     if impl == "auto":
-        from twostep_jax.backend import eigen_convolutions_requested
-
         slow_weight_grad = jax.default_backend() == "cpu" and not eigen_convolutions_requested()
         return shifted_gemm_conv if slow_weight_grad else lax.conv_general_dilated
     raise ValueError(f"unknown conv_impl {impl!r}; expected one of {CONV_IMPLS}")
