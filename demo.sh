@@ -22,7 +22,7 @@ python train.py --data "$DEMO_DIR/data" --snr 20 --test-fold 1 --model 2apae --p
   --workdir "$DEMO_DIR/run"
 
 stage "evaluate: test fold 1 (clip metrics + localisation) and an attention figure"
-python evaluate.py --workdir "$DEMO_DIR/run"
-python evaluate.py --workdir "$DEMO_DIR/run" --figure-random 1
+python evaluate.py run --workdir "$DEMO_DIR/run"
+python evaluate.py figure --workdir "$DEMO_DIR/run" --random 1
 
 stage "done in $(( $(date +%s) - start ))s: checkpoint $DEMO_DIR/run/checkpoints, table $DEMO_DIR/run/eval_test.md, figure(s) in $DEMO_DIR/run/figures/"

@@ -20,10 +20,10 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", help="run directory (checkpoints, logs, config)")
     parser.add_argument("--model", default="2apae", choices=MODEL_NAMES)
     parser.add_argument("--preset", default="paper", choices=PRESETS)
-    parser.add_argument("--sweep", help="run a grid of experiments instead of one run (see twostep_jax.sweep)")
+    parser.add_argument("--sweep", help="run a grid of experiments instead of one run (see twostep_jax/sweep.py)")
     parser.add_argument("--runs", help="with --sweep: directory holding one workdir per run")
     from twostep_jax import backend
-    from twostep_jax.cli import add_config_flags, config_from_args
+    from twostep_jax.flags import add_config_flags, config_from_args
 
     backend.add_eigen_conv_flag(parser)
     add_config_flags(parser)
@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     if not args.workdir:
         parser.error("--workdir RUN_DIR is required")
     config = config_from_args(args)
-    from twostep_jax.trainer import NonFiniteLossError, WorkdirMismatchError, train_and_evaluate
+    from twostep_jax.train.loop import NonFiniteLossError, train_and_evaluate
+    from twostep_jax.train.workdir import WorkdirMismatchError
 
     try:
         train_and_evaluate(config, args.workdir)

@@ -11,7 +11,7 @@ import sys
 
 from data_prep import builtin_corpus, recipe
 from data_prep.errors import DataPrepError
-from twostep_jax.features import AudioError
+from twostep_jax.data.features import AudioError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

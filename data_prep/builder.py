@@ -21,13 +21,10 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data_prep.recipe import NUM_FOLDS, MixtureSpec
+from data_prep.recipe import MixtureSpec
 from data_prep.render import chunk_file, plan_chunks
-from twostep_jax import features
-from twostep_jax.input_pipeline import DATASET_NAME, DATASET_VERSION, config_name
-
-VERSION = DATASET_VERSION
-PAPER_SNRS = (0, 10, 20)
+from twostep_jax.data import features
+from twostep_jax.data.dataset import DATASET_NAME, DATASET_VERSION, NUM_FOLDS, PAPER_SNRS, config_name
 
 _DESCRIPTION = """\
 Weakly labelled sound event detection mixtures made with the 2APAE paper's recipe
@@ -44,15 +41,15 @@ class MixtureConfig(tfds.core.BuilderConfig):
     """One SNR. `class_names` and `recipe` (JSON) are filled in by `mixture_config`."""
 
     snr_db: int = 0
-    class_names: tuple[str, ...] = features.CLASS_NAMES
+    class_names: tuple[str, ...] = features.FSD_CLASS_NAMES
     recipe: str = "{}"
 
 
-def mixture_config(snr_db: int, class_names=features.CLASS_NAMES,
+def mixture_config(snr_db: int, class_names=features.FSD_CLASS_NAMES,
                    recipe: dict | None = None) -> MixtureConfig:
     recipe = dict(recipe or {})
     return MixtureConfig(
-        name=config_name(snr_db), version=VERSION, snr_db=int(snr_db),
+        name=config_name(snr_db), version=DATASET_VERSION, snr_db=int(snr_db),
         class_names=tuple(class_names), recipe=json.dumps(recipe, sort_keys=True),
         description=f"Mixtures at {snr_db} dB SNR.")
 
@@ -158,5 +155,5 @@ def build_snr_dataset(work_dir: Path, staging_dir: Path, snr_db: int, class_name
     return Path(str(builder.data_dir))
 
 
-__all__ = ["DATASET_NAME", "MixtureConfig", "SedMixtures", "VERSION", "build_snr_dataset",
+__all__ = ["DATASET_NAME", "MixtureConfig", "SedMixtures", "build_snr_dataset",
            "builder_class", "mixture_config"]

@@ -30,10 +30,11 @@ from typing import Callable
 
 import numpy as np
 
-from data_prep import fileio, parallel, synth_events, synth_scenes
-from twostep_jax.progress import Progress
+from data_prep import parallel, synth_events, synth_scenes
+from twostep_jax import fileio
+from twostep_jax.progress import progress_bar
 
-VERSION = 1  # bump when synthesis changes: a corpus of another version is regenerated
+CORPUS_VERSION = 1  # bump when synthesis changes: a corpus of another version is regenerated
 SEED = 0
 EVENT_SR = 44100
 SCENE_SR = 32000
@@ -42,8 +43,6 @@ VERIFIED_FRACTION = 0.6
 WRONG_LABEL_FRACTION = 0.35  # of unverified clips
 REUSE_PER_FOLD = 6.5  # event slots per verified clip in a fold (real data: 6000 / ~930)
 MIN_EVENTS_PER_CLASS = 6
-CLASS_NAMES = synth_events.CLASS_NAMES
-SCENE_LABELS = synth_scenes.SCENE_LABELS
 JOB_SIZE = 32
 
 
@@ -51,8 +50,8 @@ def corpus_size(mixtures_per_fold: int) -> tuple[int, int]:
     """(number of event clips, number of scenes) for a recipe of `mixtures_per_fold`."""
     verified_needed = 4 * 3 * mixtures_per_fold / REUSE_PER_FOLD
     per_class = max(MIN_EVENTS_PER_CLASS,
-                    math.ceil(verified_needed / VERIFIED_FRACTION / len(CLASS_NAMES)))
-    return per_class * len(CLASS_NAMES), 4 * mixtures_per_fold
+                    math.ceil(verified_needed / VERIFIED_FRACTION / len(synth_events.CLASS_NAMES)))
+    return per_class * len(synth_events.CLASS_NAMES), 4 * mixtures_per_fold
 
 
 def event_fname(seed: int, index: int) -> str:
@@ -65,19 +64,19 @@ def event_fname(seed: int, index: int) -> str:
 def event_row(seed: int, index: int) -> tuple[str, str, int, str]:
     """(fname, label, manually_verified, class actually synthesised) of event clip `index`."""
     rng = np.random.default_rng([seed, 0, index, 0])
-    label = CLASS_NAMES[index % len(CLASS_NAMES)]
+    label = synth_events.CLASS_NAMES[index % len(synth_events.CLASS_NAMES)]
     verified = int(rng.random() < VERIFIED_FRACTION)
     sound = label
     if not verified and rng.random() < WRONG_LABEL_FRACTION:
-        sound = CLASS_NAMES[(index + 1 + int(rng.integers(len(CLASS_NAMES) - 1)))
-                            % len(CLASS_NAMES)]
+        sound = synth_events.CLASS_NAMES[(index + 1 + int(rng.integers(len(synth_events.CLASS_NAMES) - 1)))
+                            % len(synth_events.CLASS_NAMES)]
     return event_fname(seed, index), label, verified, sound
 
 
 def scene_row(index: int) -> tuple[str, str, str]:
     """(file name, scene label, identifier) of scene `index`, named like TAU's files."""
-    label = SCENE_LABELS[index % len(SCENE_LABELS)]
-    k = index // len(SCENE_LABELS)
+    label = synth_scenes.SCENE_LABELS[index % len(synth_scenes.SCENE_LABELS)]
+    k = index // len(synth_scenes.SCENE_LABELS)
     location, segment = k // 10, k % 10
     return f"{label}-procedural-{location}-{segment}-a.wav", label, f"procedural-{location}"
 
@@ -125,7 +124,7 @@ def ensure_corpus(root: str | Path, mixtures_per_fold: int, seed: int = SEED,
     (events_dir, scenes_dir)."""
     root = Path(root)
     n_events, n_scenes = corpus_size(mixtures_per_fold)
-    params = {"version": VERSION, "seed": seed, "events": n_events, "scenes": n_scenes,
+    params = {"version": CORPUS_VERSION, "seed": seed, "events": n_events, "scenes": n_scenes,
               "event_sr": EVENT_SR, "scene_sr": SCENE_SR}
     marker = root / "corpus.json"
     if marker.is_file() and json.loads(marker.read_text()) == params:
@@ -142,9 +141,9 @@ def ensure_corpus(root: str | Path, mixtures_per_fold: int, seed: int = SEED,
     workers = max(1, workers or len(os.sched_getaffinity(0)))
     log(f"builtin corpus: generating {n_events} event clips and {n_scenes} scenes "
         f"(seed {seed}) in {partial}")
-    progress = Progress("corpus", n_events + n_scenes, unit="files")
-    for n in parallel.run_jobs(_write_job, jobs, workers, preload=["data_prep.builtin_corpus"]):
-        progress.update(n)
+    with progress_bar("corpus", n_events + n_scenes, unit="files") as progress:
+        for n in parallel.run_jobs(_write_job, jobs, workers, preload=["data_prep.builtin_corpus"]):
+            progress.update(n)
     _write_tables(partial, seed, n_events, n_scenes)
     fileio.write_text(partial / "corpus.json", json.dumps(params))
     shutil.rmtree(root, ignore_errors=True)

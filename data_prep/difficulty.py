@@ -19,8 +19,9 @@ import sys
 
 import numpy as np
 
-from twostep_jax import features
-from twostep_jax import input_pipeline as ip
+from twostep_jax.data import features
+from twostep_jax.data import dataset
+from twostep_jax.data import input_pipeline as ip
 
 
 def pooled_features(logmel: np.ndarray, stats: ip.NormStats) -> np.ndarray:
@@ -29,7 +30,7 @@ def pooled_features(logmel: np.ndarray, stats: ip.NormStats) -> np.ndarray:
     return np.concatenate([z.mean(axis=1), z.max(axis=1)], axis=1)
 
 
-def segment_features(clips: ip.ClipArrays,
+def segment_features(clips: dataset.ClipArrays,
                      stats: ip.NormStats) -> tuple[np.ndarray, np.ndarray]:
     """Per event: ([mean, max, std] over its frames of the z-scored log-mel [3F], label)."""
     frames_per_s = features.SAMPLE_RATE / features.HOP
@@ -44,9 +45,9 @@ def segment_features(clips: ip.ClipArrays,
 
 
 def _folds(data_dir: str, snr: int, test_fold: int):
-    train_folds = [f for f in range(1, ip.NUM_FOLDS + 1) if f != test_fold]
-    train = ip.load_folds(data_dir, snr, train_folds)
-    test = ip.load_folds(data_dir, snr, [test_fold])
+    train_folds = [f for f in range(1, dataset.NUM_FOLDS + 1) if f != test_fold]
+    train = dataset.load_folds(data_dir, snr, train_folds)
+    test = dataset.load_folds(data_dir, snr, [test_fold])
     return train, test, ip.compute_norm_stats(train)
 
 

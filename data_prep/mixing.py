@@ -1,6 +1,6 @@
 """Audio mixing at a given SNR, exactly as Kong's `create_mixed_audio` + feature step (ref §2.4).
 
-All audio is 32 kHz mono here (down-mix and resampling happen in `twostep_jax.features.load_audio`).
+All audio is 32 kHz mono here (down-mix and resampling happen in `twostep_jax.data.features.load_audio`).
 * Scene: cropped/zero-padded to 10 s, then scaled to RMS 1.
 * Event: scaled so that the RMS of its *whole file* is 10^(SNR/20) (RMS 1 = 0 dB re. the scene);
   its first (offset - onset) s are written into a zero 10 s event track at int(onset * 32000).
@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from twostep_jax.features import CLIP_SAMPLES, SAMPLE_RATE, AudioError
+from twostep_jax.data.features import CLIP_SAMPLES, SAMPLE_RATE, AudioError
 
 
 def rms(audio: np.ndarray) -> float:

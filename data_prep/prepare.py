@@ -27,11 +27,11 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from data_prep import builtin_corpus, layouts, parallel, recipe, render
+from data_prep import builtin_corpus, layouts, parallel, recipe, render, synth_events
 from data_prep.errors import DataPrepError
-from twostep_jax.progress import Progress, format_seconds
-from twostep_jax import features
-from twostep_jax.input_pipeline import DATASET_NAME, DATASET_VERSION, config_name
+from twostep_jax.progress import format_seconds, progress_bar
+from twostep_jax.data import features
+from twostep_jax.data.dataset import dataset_version_dir, staging_dir
 
 SPEC_FILE = "mixture_spec.json"
 FEATURE_PARAMS = {"sample_rate": features.SAMPLE_RATE, "window": features.WINDOW,
@@ -52,11 +52,6 @@ class PrepareResult:
     mixtures_rendered: int
     render_seconds: float
     total_seconds: float
-
-
-def dataset_version_dir(out_dir: str | Path, snr_db: int) -> Path:
-    """Where the finished dataset for `snr_db` lives under DATA_DIR."""
-    return Path(out_dir) / "tfds" / DATASET_NAME / config_name(snr_db) / DATASET_VERSION
 
 
 @contextlib.contextmanager
@@ -115,10 +110,10 @@ def _render(spec: recipe.MixtureSpec, work_dir: Path, snrs: Sequence[int],
     skipped = len(spec.mixtures) - total
     log(f"features: {total} mixtures x SNR {list(snrs)} on {workers} worker(s)"
         + (f" ({skipped} already done)" if skipped else ""))
-    progress = Progress("features", total)
-    for n in parallel.run_jobs(render.render_job, jobs, workers, initializer=render.init_worker,
-                               initargs=(spec, work_dir, audio_dir), preload=["data_prep.render"]):
-        progress.update(n)
+    with progress_bar("features", total, unit="mixtures") as progress:
+        for n in parallel.run_jobs(render.render_job, jobs, workers, initializer=render.init_worker,
+                                   initargs=(spec, work_dir, audio_dir), preload=["data_prep.render"]):
+            progress.update(n)
     render.release_worker()  # a serial run keeps its state in this process: drop it
     return total
 
@@ -130,11 +125,11 @@ def _build(job: tuple[Path, Path, int, tuple[str, ...], dict]) -> tuple[int, Pat
     """
     out_dir, work_dir, snr, class_names, recipe_params = job
     from data_prep import builder
-    from twostep_jax.input_pipeline import hide_gpus_from_tf
+    from twostep_jax.data.dataset import hide_gpus_from_tf
 
     hide_gpus_from_tf()
     final = dataset_version_dir(out_dir, snr)
-    staging = out_dir / "tfds" / f".staging-{config_name(snr)}"
+    staging = staging_dir(out_dir, snr)
     shutil.rmtree(staging, ignore_errors=True)
     start = time.monotonic()
     built = builder.build_snr_dataset(work_dir, staging, snr, class_names, recipe_params)
@@ -225,7 +220,7 @@ def prepare_dcase(events_dir: str | Path, scenes_dir: str | Path, out_dir: str |
     events_dir, scenes_dir = Path(events_dir).resolve(), Path(scenes_dir).resolve()
     source = {"source": "dcase", "events_dir": str(events_dir), "scenes_dir": str(scenes_dir)}
     return prepare_datasets(lambda: (events_dir, scenes_dir), out_dir, snrs,
-                            class_names=features.CLASS_NAMES, source=source, **options)
+                            class_names=features.FSD_CLASS_NAMES, source=source, **options)
 
 
 def prepare_builtin(out_dir: str | Path, snrs: Sequence[int], seed: int = builtin_corpus.SEED,
@@ -233,7 +228,7 @@ def prepare_builtin(out_dir: str | Path, snrs: Sequence[int], seed: int = builti
                     **options) -> PrepareResult:
     """No download: generate the procedural corpus under DATA_DIR/sources, then the same recipe."""
     out_dir = Path(out_dir).resolve()
-    source = {"source": "builtin", "builtin_seed": seed, "builtin_version": builtin_corpus.VERSION}
+    source = {"source": "builtin", "builtin_seed": seed, "builtin_version": builtin_corpus.CORPUS_VERSION}
     log = options.get("log", _log)
 
     def sources() -> tuple[Path, Path]:
@@ -241,5 +236,5 @@ def prepare_builtin(out_dir: str | Path, snrs: Sequence[int], seed: int = builti
             out_dir / "sources", mixtures_per_fold=mixtures_per_fold, seed=seed,
             workers=options.get("workers"), log=log)
 
-    return prepare_datasets(sources, out_dir, snrs, class_names=builtin_corpus.CLASS_NAMES,
+    return prepare_datasets(sources, out_dir, snrs, class_names=synth_events.CLASS_NAMES,
                             source=source, mixtures_per_fold=mixtures_per_fold, **options)

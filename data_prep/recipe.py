@@ -23,14 +23,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from data_prep import fileio
+from twostep_jax import fileio
 from data_prep.errors import DataPrepError
 from data_prep.layouts import EventCorpus, SceneCorpus
-from twostep_jax.features import CLIP_SECONDS, AudioError
+from twostep_jax.data.dataset import NUM_FOLDS
+from twostep_jax.data.features import CLIP_SECONDS, AudioError
 
 FOLD_SEED = 1234
 MIXTURE_SEED = 1234
-NUM_FOLDS = 4
 MIXTURES_PER_FOLD = 2000
 EVENTS_PER_MIXTURE = 3
 FIRST_ONSET_S = 0.5

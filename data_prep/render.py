@@ -19,9 +19,10 @@ from typing import Sequence
 
 import numpy as np
 
-from data_prep import fileio, mixing
+from data_prep import mixing
+from twostep_jax import fileio
 from data_prep.recipe import MAX_EVENT_S, Mixture, MixtureSpec
-from twostep_jax import features
+from twostep_jax.data import features
 
 CHUNK_SIZE = 50
 EVENT_CACHE_BYTES = 512 * 2**20

@@ -1,4 +1,5 @@
-"""Test-session setup: 8 fake CPU devices for multi-device tests, set before JAX is imported."""
+"""Test-session setup: 8 fake CPU devices for multi-device tests, set before JAX is imported;
+the session's shared data and run (helpers in tests/fixtures.py)."""
 
 import os
 
@@ -19,12 +20,25 @@ jax.config.update("jax_disable_most_optimizations", True)
 
 import pytest  # noqa: E402
 
+from tests import fixtures  # noqa: E402
+
 
 @pytest.fixture(scope="session")
 def builtin_dataset(tmp_path_factory):
-    """A tiny built-in-corpus dataset (16 mixtures per fold, SNR 20 dB), built once per session."""
-    from data_prep.prepare import prepare_builtin
+    """The tiny built-in-corpus dataset (8 mixtures per fold, SNR 20 dB), built once per session."""
+    return str(fixtures.build_tiny_dataset(tmp_path_factory.mktemp("builtin_data")))
 
-    out = tmp_path_factory.mktemp("builtin_data")
-    prepare_builtin(out, [20], mixtures_per_fold=16, workers=2, log=lambda _: None)
-    return str(out)
+
+@pytest.fixture(scope="session")
+def tiny_run(builtin_dataset, tmp_path_factory):
+    """A `test_tiny` 2APAE run (1 epoch, 8 fake devices) on `builtin_dataset`, trained and
+    evaluated once per session (fixtures.TinyRun)."""
+    return fixtures.train_tiny_run(builtin_dataset, tmp_path_factory.mktemp("tiny_run"))
+
+
+@pytest.fixture(scope="session")
+def loaded_run(tiny_run):
+    """`tiny_run`'s best checkpoint restored for evaluation (evaluation.restore.LoadedRun)."""
+    from twostep_jax.evaluation.restore import load_run
+
+    return load_run(str(tiny_run.workdir))

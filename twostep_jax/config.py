@@ -9,7 +9,7 @@ reconstructs the log-mel (the auxiliary task). `ModelConfig` names those choices
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 # Backbones (segmentation networks).
 VGG_POOLED = "vgg_pooled"  # 2APAE encoder: blocks with stride-1 3x3 average pooling (Table I).
@@ -24,10 +24,12 @@ GWRP = "gwrp"
 ATROUS_ATTENTION = "atrous_attention"
 TF_ATTENTION = "tf_attention"
 
+BACKBONES = (VGG_POOLED, VGG_BOTTLENECK, ATROUS)
+HEAD_NAMES = (TWO_STEP, GMP, GAP, GWRP, ATROUS_ATTENTION, TF_ATTENTION)  # model/heads.py: HEADS
 ATTENTION_FORMS = ("released_code", "paper_equations")
 DECODER_OUTPUTS = ("relu", "linear")
 DTYPES = ("float32", "bfloat16")
-CONV_IMPLS = ("auto", "xla", "shifted_gemm")
+CONV_IMPLS = ("auto", "xla", "shifted_gemm")  # see model/ops.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +64,8 @@ class ModelConfig:
         _check_choice("decoder_output", self.decoder_output, DECODER_OUTPUTS)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_choice("conv_impl", self.conv_impl, CONV_IMPLS)
-        _check_choice("backbone", self.backbone, (VGG_POOLED, VGG_BOTTLENECK, ATROUS))
-        _check_choice(
-            "head", self.head, (TWO_STEP, GMP, GAP, GWRP, ATROUS_ATTENTION, TF_ATTENTION)
-        )
+        _check_choice("backbone", self.backbone, BACKBONES)
+        _check_choice("head", self.head, HEAD_NAMES)
         if self.dilations and len(self.dilations) != len(self.channels):
             raise ValueError(
                 f"dilations {self.dilations} must have one entry per backbone stage "
@@ -107,7 +107,7 @@ def _check_choice(field: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"{field}={value!r} is not one of {choices}")
 
 
-# --- Registry: model name -> how it differs from the 2APAE defaults, per preset. -------------
+# --- Registry: every model, once. ---------------------------------------------------------
 #
 # `paper` is the released code's exact sizes; `cpu_small` trains something real on a 2-core CPU
 # in minutes; `test_tiny` is for unit tests. All take the data's [311, 64] log-mels.
@@ -118,31 +118,53 @@ _PRESET_WIDTHS = {
     "cpu_small": ((8, 16, 24, 32), (24, 16, 8), (8, 16, 24, 24), (8, 16, 32)),
     "test_tiny": ((2, 4, 4, 8), (4, 4, 2), (2, 4, 4, 4), (2, 4, 8)),
 }
-
-MODEL_NAMES = ("2apae", "gmp", "gap", "gwrp", "atrous_ap", "attention")
 PRESETS = tuple(_PRESET_WIDTHS)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: the paper's name for it, and how it differs from the 2APAE defaults.
+
+    `fields(encoder, decoder, bottleneck, atrous)` maps a preset's widths to ModelConfig fields.
+    """
+
+    display: str
+    baseline: bool  # a comparison model of Table IV (not 2APAE)
+    fields: Callable[[tuple, tuple, tuple, tuple], dict[str, Any]]
+
+
+# In the paper's Table IV row order. Adding a model = one entry here (and, for a new head, its
+# class in `model/heads.py`).
+MODELS: dict[str, ModelEntry] = {
+    "gap": ModelEntry("GAP", True, lambda enc, dec, bott, atr: dict(
+        backbone=VGG_BOTTLENECK, channels=bott, head=GAP, decoder=False)),
+    "gmp": ModelEntry("GMP", True, lambda enc, dec, bott, atr: dict(
+        backbone=VGG_BOTTLENECK, channels=bott, head=GMP, decoder=False)),
+    "gwrp": ModelEntry("GWRP", True, lambda enc, dec, bott, atr: dict(
+        backbone=VGG_BOTTLENECK, channels=bott, head=GWRP, decoder=False)),
+    "atrous_ap": ModelEntry("Atrous AP", True, lambda enc, dec, bott, atr: dict(
+        backbone=ATROUS, channels=atr, kernel_size=5, dilations=(1, 2, 4), head=ATROUS_ATTENTION,
+        decoder=False)),
+    # Plain single-step attention over T x F on the 2APAE encoder: isolates the head.
+    "attention": ModelEntry("Attention", True, lambda enc, dec, bott, atr: dict(
+        channels=enc, head=TF_ATTENTION, decoder=False)),
+    "2apae": ModelEntry("2APAE", False, lambda enc, dec, bott, atr: dict(
+        channels=enc, decoder_channels=dec)),
+}
+MODEL_NAMES = tuple(MODELS)
+BASELINES = tuple(name for name, entry in MODELS.items() if entry.baseline)
+# The paper's Table IV reports 2APAE at its best reconstruction weight; Table V ablates it.
+TABLE_IV_ALPHA = 0.001
+TABLE_V_ALPHAS = (0.0, 0.001, 0.01)
 
 
 def model_config(name: str, preset: str = "paper", **overrides: Any) -> ModelConfig:
     """The `ModelConfig` of a registered model at a preset size, with field overrides."""
-    if name not in MODEL_NAMES:
+    if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
     if preset not in _PRESET_WIDTHS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
-    enc, dec, bottleneck, atrous = _PRESET_WIDTHS[preset]
-    by_name: dict[str, dict[str, Any]] = {
-        "2apae": dict(channels=enc, decoder_channels=dec),
-        # Plain single-step attention over T x F on the 2APAE encoder: isolates the head.
-        "attention": dict(channels=enc, head=TF_ATTENTION, decoder=False),
-        "gmp": dict(backbone=VGG_BOTTLENECK, channels=bottleneck, head=GMP, decoder=False),
-        "gap": dict(backbone=VGG_BOTTLENECK, channels=bottleneck, head=GAP, decoder=False),
-        "gwrp": dict(backbone=VGG_BOTTLENECK, channels=bottleneck, head=GWRP, decoder=False),
-        "atrous_ap": dict(
-            backbone=ATROUS, channels=atrous, kernel_size=5, dilations=(1, 2, 4),
-            head=ATROUS_ATTENTION, decoder=False,
-        ),
-    }
-    fields = dict(name=name, **by_name[name])
+    fields = dict(name=name, **MODELS[name].fields(*_PRESET_WIDTHS[preset]))
     for key, value in overrides.items():
         if key not in ModelConfig.__dataclass_fields__ or key == "name":
             raise ValueError(f"unknown model override {key!r}")
@@ -177,7 +199,6 @@ class TrainConfig:
     plateau_patience: int = 3
     plateau_threshold: float = 1e-4  # relative, as PyTorch's default threshold_mode='rel'.
     seed: int = 0
-    dtype: str = "float32"
     checkpoint_every_steps: int = 0  # 0: only at epoch ends (and on a new best).
     keep_checkpoints: int = 2
     log_every_steps: int = 25
@@ -185,7 +206,6 @@ class TrainConfig:
     distributed: bool = False
 
     def __post_init__(self):
-        _check_choice("dtype", self.dtype, DTYPES)
         if self.test_fold not in (1, 2, 3, 4):
             raise ValueError(f"test_fold must be 1..4, got {self.test_fold}")
         if self.global_batch < 1 or self.epochs < 1:
@@ -200,7 +220,7 @@ class TrainConfig:
         return tuple(f for f in (1, 2, 3, 4) if f != self.test_fold)
 
     def model_config(self) -> ModelConfig:
-        return model_config(self.model, self.preset, dtype=self.dtype, **dict(self.model_overrides))
+        return model_config(self.model, self.preset, **dict(self.model_overrides))
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -212,7 +232,11 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         d = dict(d)
         d.pop("model_config", None)
-        overrides = d.pop("model_overrides", {}) or {}
+        overrides = dict(d.pop("model_overrides", {}) or {})
+        if "dtype" in d:  # run folders written before dtype lived only in the ModelConfig
+            dtype = d.pop("dtype")
+            if dtype != ModelConfig.dtype:
+                overrides.setdefault("dtype", dtype)
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - fields)
         if unknown:

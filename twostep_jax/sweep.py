@@ -29,12 +29,15 @@ import sys
 import time
 from typing import Any, Callable
 
-from twostep_jax.config import TrainConfig, train_config
+from twostep_jax.config import BASELINES, TABLE_IV_ALPHA, TABLE_V_ALPHAS, TrainConfig, train_config
+from twostep_jax.data.dataset import hide_gpus_from_tf, load_dataset_info
+from twostep_jax.evaluation.report import write_report
+from twostep_jax.evaluation.restore import load_run
+from twostep_jax.evaluation.score import evaluate_split
 from twostep_jax.progress import format_seconds
-
-BASELINES = ("gap", "gmp", "gwrp", "atrous_ap", "attention")
-TABLE_IV_ALPHA = 0.001
-TABLE_V_ALPHAS = (0.0, 0.01)  # plus TABLE_IV_ALPHA, already in Table IV's rows
+from twostep_jax.train.loop import NonFiniteLossError, train_and_evaluate
+from twostep_jax.train.workdir import TEST_REPORT
+from twostep_jax.viz.tables import write_tables
 
 
 class SweepIncompleteError(RuntimeError):
@@ -67,7 +70,7 @@ class Cell:
 def _rows() -> list[tuple[str, float]]:
     """(model, α) rows of Tables IV and V."""
     return ([("2apae", TABLE_IV_ALPHA)] + [(m, 0.0) for m in BASELINES]
-            + [("2apae", a) for a in TABLE_V_ALPHAS])
+            + [("2apae", a) for a in TABLE_V_ALPHAS if a != TABLE_IV_ALPHA])
 
 
 def _grid(preset: str, snrs, folds, **overrides) -> list[Cell]:
@@ -91,23 +94,17 @@ def grid(name: str) -> list[Cell]:
 
 
 def is_finished(cell: Cell, runs_dir: str) -> bool:
-    return os.path.isfile(os.path.join(cell.workdir(runs_dir), "eval_test.json"))
+    return os.path.isfile(os.path.join(cell.workdir(runs_dir), TEST_REPORT))
 
 
 def _check_data(cells: list[Cell], data_dir: str) -> None:
     """Fails before any training if an SNR the grid needs has no dataset."""
-    from twostep_jax.input_pipeline import load_dataset_info
-
     for snr in sorted({c.snr for c in cells}):
         load_dataset_info(data_dir, snr)  # raises FileNotFoundError with the build command
 
 
 def train_and_test(cell: Cell, data_dir: str, runs_dir: str) -> dict:
     """Trains (or resumes) one cell and writes its eval_test.{json,md}; returns the report."""
-    from twostep_jax.restore import load_run
-    from twostep_jax.run_eval import evaluate_split, write_report
-    from twostep_jax.trainer import train_and_evaluate
-
     workdir = cell.workdir(runs_dir)
     config = cell.config(data_dir)
     train_and_evaluate(config, workdir)
@@ -130,9 +127,6 @@ def use_compilation_cache(runs_dir: str) -> None:
 def run_sweep(name: str, data_dir: str, runs_dir: str,
               run_cell: Callable[[Cell, str, str], dict] = train_and_test) -> str:
     """Runs every unfinished cell of grid `name`, then writes the tables; returns their Markdown."""
-    from twostep_jax.input_pipeline import hide_gpus_from_tf
-    from twostep_jax.tables import write_tables
-
     hide_gpus_from_tf()
     use_compilation_cache(runs_dir)
     cells = grid(name)
@@ -141,7 +135,6 @@ def run_sweep(name: str, data_dir: str, runs_dir: str,
           f"{len(todo)} to run -> {runs_dir}", flush=True)
     if todo:
         _check_data(todo, data_dir)
-    from twostep_jax.trainer import NonFiniteLossError
 
     t0, failed = time.time(), []
     for i, cell in enumerate(todo, 1):

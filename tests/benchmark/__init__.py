@@ -1,0 +1,1 @@
+"""Tests of twostep_jax.benchmark: one test module per module."""

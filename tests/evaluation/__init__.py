@@ -1,0 +1,1 @@
+"""Tests of twostep_jax.evaluation: one test module per module."""

@@ -1,0 +1,1 @@
+"""Tests of twostep_jax.metrics: one test module per module."""

@@ -1,0 +1,389 @@
+"""Hand-computed toy cases for twostep_jax.metrics.sed.
+
+Expected numbers are derived in the comments from the DCASE definitions
+(sed_eval segment/event metrics, Bilen et al. PSDS); none are produced by the
+code under test.
+"""
+
+import numpy as np
+import pytest
+
+from twostep_jax.metrics import sed as sm
+
+HOP = 0.1  # a round hop makes frame times easy to reason about
+DUR = 10.0
+
+
+def probs_from_runs(n_frames, n_classes, runs):
+    """[T, K] array, zero except ``value`` on frames a..b-1 of class k for (k, a, b, value)."""
+    p = np.zeros((n_frames, n_classes))
+    for k, a, b, v in runs:
+        p[a:b, k] = v
+    return p
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def test_frame_probs_to_events_runs_and_strict_threshold():
+    p = np.zeros((10, 2))
+    p[:, 0] = [0, 0.6, 0.7, 0, 0, 0.9, 0.9, 0.9, 0, 0.5]
+    # class 0: frames 1-2 -> [0.1, 0.3); frames 5-7 -> [0.5, 0.8); frame 9 equals
+    # the threshold and is NOT active (strictly above); class 1 silent.
+    events = sm.frame_probs_to_events(p, HOP, threshold=0.5)
+    assert [(k, round(a, 9), round(b, 9)) for k, a, b in events] == [(0, 0.1, 0.3), (0, 0.5, 0.8)]
+
+
+def test_frame_probs_to_events_sorted_across_classes_and_clipped():
+    p = probs_from_runs(10, 3, [(2, 0, 3, 1.0), (0, 2, 10, 1.0), (1, 0, 3, 1.0)])
+    # Sorted by (onset, offset, class): class 1 and 2 start at 0 with equal
+    # offsets -> class order; class 0 runs to the last frame edge 1.0, clipped
+    # to a 0.95 s clip (overhang of less than one frame is allowed).
+    events = sm.frame_probs_to_events(p, HOP, 0.5, clip_duration=0.95)
+    assert [(k, round(a, 9), round(b, 9)) for k, a, b in events] == [(1, 0.0, 0.3), (2, 0.0, 0.3), (0, 0.2, 0.95)]
+
+
+def test_median_filter_removes_spike_and_fills_gap():
+    p = np.zeros((12, 1))
+    p[[1], 0] = 1.0          # isolated spike -> removed by a 3-frame median
+    p[4:11, 0] = 1.0
+    p[7, 0] = 0.0            # one-frame dip inside a run -> filled
+    raw = sm.frame_probs_to_events(p, HOP, 0.5)
+    assert len(raw) == 3
+    smooth = sm.frame_probs_to_events(p, HOP, 0.5, median_filter=3)
+    assert [(k, round(a, 9), round(b, 9)) for k, a, b in smooth] == [(0, 0.4, 1.1)]
+
+
+@pytest.mark.parametrize(
+    "probs, kwargs, match",
+    [
+        (np.zeros(10), {}, r"shape \[T, K\]"),
+        (np.full((5, 2), 1.2), {}, r"\[0, 1\]"),
+        (np.full((5, 2), np.nan), {}, "NaN"),
+        (np.zeros((5, 2)), {"median_filter": 2}, "odd"),
+        (np.zeros((5, 2)), {"threshold": 1.0}, "threshold"),
+        (np.zeros((20, 2)), {"clip_duration": 1.0}, "beyond clip_duration"),
+    ],
+)
+def test_frame_probs_to_events_rejects_bad_input(probs, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        sm.frame_probs_to_events(probs, HOP, **kwargs)
+
+
+def test_float32_rounding_above_one_is_clipped_not_rejected():
+    # A softmax-weighted sum of sigmoids in float32 can come out at 1 + 1 ulp.
+    p = np.zeros((10, 1), dtype=np.float32)
+    p[2:5, 0] = np.nextafter(np.float32(1.0), np.float32(2.0))
+    assert p.max() > 1.0
+    events = sm.frame_probs_to_events(p, HOP, 0.5)
+    assert [(k, round(a, 9), round(b, 9)) for k, a, b in events] == [(0, 0.2, 0.5)]
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        sm.frame_probs_to_events(p + 0.01, HOP, 0.5)
+
+
+@pytest.mark.parametrize(
+    "event, match",
+    [
+        ((3, 0.5, 1.0), r"class index 3 out of range \[0, 2\)"),
+        ((0, 1.0, 1.0), "onset < offset"),
+        ((0, 9.0, 10.5), "beyond clip_duration"),
+        ((0.5, 1.0, 2.0), "integer"),
+        ((0, 1.0), r"\(class_index, onset_s, offset_s\)"),
+    ],
+)
+def test_event_validation(event, match):
+    with pytest.raises(ValueError, match=match):
+        sm.segment_based_metrics([[event]], [[]], n_classes=2, clip_duration=DUR)
+
+
+def test_clip_count_mismatch():
+    with pytest.raises(ValueError, match="1 reference clips but 2 estimated"):
+        sm.event_based_metrics([[]], [[], []], n_classes=2)
+
+
+# ---------------------------------------------------------------- segment-based
+
+
+def test_segment_perfect_detection():
+    ref = [[(0, 0.5, 2.5), (1, 3.0, 5.0)]]
+    m = sm.segment_based_metrics(ref, ref, n_classes=2, clip_duration=DUR)
+    assert (m["f1"], m["error_rate"], m["macro_f1"]) == (1.0, 0.0, 1.0)
+    # [0.5, 2.5) touches segments 0,1,2; [3.0, 5.0) touches 3,4 -> 5 active (segment, class) pairs.
+    assert (m["n_ref"], m["n_tp"]) == (5, 5)
+
+
+def test_segment_all_missed():
+    m = sm.segment_based_metrics([[(0, 0.5, 2.5)]], [[]], n_classes=2, clip_duration=DUR)
+    # 3 reference segments, no system output: D = 3, ER = 3/3 = 1, F1 = 0.
+    assert (m["f1"], m["error_rate"], m["deletion_rate"], m["precision"]) == (0.0, 1.0, 1.0, 0.0)
+
+
+def test_segment_substitution_insertion_and_classwise():
+    ref = [[(0, 0.5, 2.5)]]                            # class 0 in segments 0, 1, 2
+    est = [[(1, 0.2, 1.5), (0, 2.1, 2.4), (0, 5.0, 6.0)]]
+    # est class 1 -> segments 0, 1; class 0 -> segment 2 and segment 5 only
+    # (floor(5.0) = 5, ceil(6.0) = 6: the end is exclusive).
+    # seg 0: Nref 1 (c0), Nsys 1 (c1), TP 0 -> S = 1
+    # seg 1: same                               -> S = 1
+    # seg 2: c0 vs c0                           -> TP = 1
+    # seg 5: Nref 0, Nsys 1                     -> I = 1
+    # Nref = 3, Nsys = 4, TP = 1, S = 2, D = 0, I = 1 -> ER = 3/3 = 1.0
+    # P = 1/4, R = 1/3, F = 2 PR / (P + R) = (1/6) / (7/12) = 2/7.
+    m = sm.segment_based_metrics(ref, est, n_classes=2, clip_duration=DUR)
+    assert m["error_rate"] == pytest.approx(1.0)
+    assert m["substitution_rate"] == pytest.approx(2 / 3)
+    assert m["insertion_rate"] == pytest.approx(1 / 3)
+    assert m["deletion_rate"] == 0.0
+    assert (m["precision"], m["recall"]) == (pytest.approx(0.25), pytest.approx(1 / 3))
+    assert m["f1"] == pytest.approx(2 / 7)
+    # class 0: TP 1 (seg 2), FP 1 (seg 5), FN 2 (segs 0, 1): P 1/2, R 1/3, F = 0.4.
+    # class 1 has no reference activity -> undefined, left out of the macro mean.
+    assert m["per_class_f1"][0] == pytest.approx(0.4)
+    assert np.isnan(m["per_class_f1"][1])
+    assert m["macro_f1"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    "event, segments",
+    [
+        ((0, 1.0, 2.0), 1),      # exactly one segment: [1, 2) touches segment 1 only
+        ((0, 0.999, 2.001), 3),  # spills into segments 0 and 2
+        ((0, 9.5, 10.0), 1),     # ends at the clip end: last segment only
+    ],
+)
+def test_segment_boundaries(event, segments):
+    m = sm.segment_based_metrics([[event]], [[event]], n_classes=1, clip_duration=DUR)
+    assert m["n_ref"] == segments
+
+
+def test_segment_float_noise_at_segment_edge():
+    # With 0.1 s segments, an offset computed as 0.1 + 0.2 = 0.30000000000000004
+    # gives 0.30000000000000004 / 0.1 = 3.0000000000000004, and ceil() would
+    # push the event into segment 3; times are rounded to 1 µs first, so it
+    # touches segment 2 only, like the reference [0.2, 0.3).
+    end = 0.1 + 0.2
+    assert end / 0.1 > 3.0
+    m = sm.segment_based_metrics([[(0, 0.2, 0.3)]], [[(0, 0.2, end)]], n_classes=1, clip_duration=DUR,
+                                 segment_s=0.1)
+    assert (m["n_ref"], m["n_sys"], m["f1"]) == (1, 1, 1.0)
+
+
+def test_segment_accumulates_over_clips():
+    ref = [[(0, 0.0, 1.0)], [(0, 0.0, 2.0)]]
+    est = [[(0, 0.0, 1.0)], []]
+    # clip 1: 1 TP; clip 2: 2 deletions -> Nref 3, TP 1, D 2: ER 2/3, R 1/3, P 1, F 0.5.
+    m = sm.segment_based_metrics(ref, est, n_classes=1, clip_duration=DUR)
+    assert (m["error_rate"], m["recall"], m["precision"], m["f1"]) == (
+        pytest.approx(2 / 3), pytest.approx(1 / 3), 1.0, pytest.approx(0.5))
+
+
+# ---------------------------------------------------------------- event-based
+
+
+def test_event_perfect_detection():
+    ref = [[(0, 0.5, 2.5), (1, 3.0, 5.0)], [(1, 1.0, 2.0)]]
+    m = sm.event_based_metrics(ref, ref, n_classes=2)
+    assert (m["f1"], m["error_rate"], m["macro_f1"], m["n_tp"]) == (1.0, 0.0, 1.0, 3)
+
+
+def test_event_all_missed():
+    m = sm.event_based_metrics([[(0, 0.5, 2.5), (1, 3.0, 5.0)]], [[]], n_classes=2)
+    # D = 2, ER = 2/2 = 1, F1 = 0.
+    assert (m["f1"], m["error_rate"], m["deletion_rate"]) == (0.0, 1.0, 1.0)
+
+
+def test_event_one_insertion():
+    ref = [[(0, 1.0, 3.0)]]
+    est = [[(0, 1.0, 3.0), (1, 5.0, 6.0)]]
+    # TP 1; the extra class-1 event has no unmatched reference to substitute
+    # -> I = 1, ER = 1/1 = 1; P = 1/2, R = 1, F1 = 2/3.
+    m = sm.event_based_metrics(ref, est, n_classes=2)
+    assert (m["error_rate"], m["insertion_rate"], m["substitution_rate"]) == (1.0, 1.0, 0.0)
+    assert (m["precision"], m["recall"], m["f1"]) == (0.5, 1.0, pytest.approx(2 / 3))
+
+
+def test_event_substitution():
+    ref = [[(0, 1.0, 3.0)]]
+    est = [[(1, 1.05, 3.1)]]
+    # Wrong class, timing within collars -> S = 1, D = I = 0, ER = 1, F1 = 0.
+    m = sm.event_based_metrics(ref, est, n_classes=2)
+    assert (m["substitution_rate"], m["deletion_rate"], m["insertion_rate"], m["f1"]) == (1.0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    "est_onset, hit",
+    [(1.19, True), (1.2, True), (1.21, False), (0.81, True), (0.79, False)],
+)
+def test_event_onset_collar_200ms(est_onset, hit):
+    # |Δonset| <= 0.2 s (inclusive); offsets identical.
+    m = sm.event_based_metrics([[(0, 1.0, 3.0)]], [[(0, est_onset, 3.0)]], n_classes=1)
+    assert m["n_tp"] == int(hit)
+    # A same-class miss is a deletion plus an insertion, not a substitution -> ER 2.
+    assert m["error_rate"] == (0.0 if hit else 2.0)
+
+
+@pytest.mark.parametrize(
+    "ref, est_offset, hit",
+    [
+        # 2.0 s reference: offset collar max(0.2, 0.2 * 2.0) = 0.4 s.
+        ((0, 1.0, 3.0), 3.39, True),
+        ((0, 1.0, 3.0), 2.61, True),
+        ((0, 1.0, 3.0), 3.41, False),
+        # 0.5 s reference: 20 % is 0.1 s < 0.2 s, so the collar stays 0.2 s.
+        ((0, 1.0, 1.5), 1.69, True),
+        ((0, 1.0, 1.5), 1.71, False),
+    ],
+)
+def test_event_offset_collar_20_percent(ref, est_offset, hit):
+    m = sm.event_based_metrics([[ref]], [[(0, ref[1], est_offset)]], n_classes=1)
+    assert m["n_tp"] == int(hit)
+    # Without offset evaluation only the (identical) onset counts.
+    assert sm.event_based_metrics([[ref]], [[(0, ref[1], est_offset)]], n_classes=1,
+                                  evaluate_offset=False)["n_tp"] == 1
+
+
+def test_event_matching_is_maximum_not_greedy():
+    # R1 = [1.0, 3.0) (offset collar 0.4), R2 = [1.1, 3.0) (offset collar 0.38).
+    # Ea = [1.05, 3.0) matches both; Eb = [1.15, 3.39) matches R1 only
+    # (|3.39 - 3.0| = 0.39 > 0.38 for R2). A greedy pass in time order pairs
+    # R1-Ea and leaves R2 unmatched (1 TP); the maximum matching R1-Eb, R2-Ea
+    # finds 2 TPs -> F1 1, ER 0.
+    ref = [[(0, 1.0, 3.0), (0, 1.1, 3.0)]]
+    est = [[(0, 1.05, 3.0), (0, 1.15, 3.39)]]
+    m = sm.event_based_metrics(ref, est, n_classes=1)
+    assert (m["n_tp"], m["f1"], m["error_rate"]) == (2, 1.0, 0.0)
+
+
+def test_event_macro_f1_over_classes_with_references():
+    ref = [[(0, 1.0, 2.0), (1, 4.0, 5.0)], [(1, 1.0, 2.0)]]
+    est = [[(0, 1.0, 2.0), (2, 7.0, 8.0)], [(1, 1.0, 2.0)]]
+    # class 0: 1/1 -> F 1; class 1: TP 1 of 2 refs, 1 sys -> P 1, R 1/2, F 2/3;
+    # class 2: no reference -> excluded. macro = (1 + 2/3) / 2 = 5/6.
+    # micro: TP 2, Nref 3, Nsys 3 -> F 2/3; leftovers: ref (1, 4-5) vs est
+    # (2, 7-8) fail the onset collar -> D 1, I 1, ER 2/3.
+    m = sm.event_based_metrics(ref, est, n_classes=3)
+    assert m["macro_f1"] == pytest.approx(5 / 6)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["error_rate"] == pytest.approx(2 / 3)
+    assert np.isnan(m["per_class_f1"][2])
+
+
+# ---------------------------------------------------------------- PSDS
+
+
+def test_psds_perfect_is_one_and_silence_is_zero():
+    # GT [0.5, 2.5); frames 5..24 cover exactly [0.5, 2.5) -> DTC 1, GTC 1 at
+    # every threshold, no FP: each class ROC is 1 from eFPR 0 -> PSDS 1.
+    ref = [[(0, 0.5, 2.5), (1, 3.0, 4.0)]]
+    perfect = probs_from_runs(100, 2, [(0, 5, 25, 1.0), (1, 30, 40, 1.0)])
+    assert sm.psds([perfect], ref, HOP, DUR) == 1.0
+    assert sm.psds([np.zeros((100, 2))], ref, HOP, DUR) == 0.0
+
+
+def test_psds_dtc_and_gtc_counts():
+    # One class, GT A = [1.0, 2.0), GT B = [4.0, 6.0) (2 s).
+    ref = [[(0, 1.0, 2.0), (0, 4.0, 6.0)]]
+    p = np.zeros((100, 1))
+    p[10:30, 0] = 0.9   # [1.0, 3.0): 1.0 s of 2.0 on GT -> 0.5 < DTC 0.7 -> FP, A not hit
+    p[10:24, 0] = 0.95  # at θ > 0.9 only [1.0, 2.4): 1.0/1.4 = 0.714 >= 0.7 -> relevant, A covered 1.0/1.0 -> TP
+    p[40:48, 0] = 0.8   # [4.0, 4.8) and
+    p[50:56, 0] = 0.8   # [5.0, 5.6): both inside B -> relevant; coverage 1.4/2 = 0.7 >= GTC -> B TP
+    roc = sm.psd_roc([p], ref, HOP, DUR, thresholds=[0.5, 0.92, 0.97])
+    # θ = 0.5: A-detection [1.0, 3.0) fails DTC (1 FP), A missed; B hit -> TP 1, FP 1
+    # θ = 0.92: only [1.0, 2.4) -> TP 1 (A), FP 0; B's detections are gone
+    # θ = 0.97: nothing -> TP 0, FP 0
+    assert roc.tps.tolist() == [[1, 1, 0]]
+    assert roc.fps.tolist() == [[1, 0, 0]]
+    assert roc.n_ref.tolist() == [2]
+
+
+def test_psds_gtc_needs_enough_coverage():
+    ref = [[(0, 1.0, 3.0)]]
+    one = probs_from_runs(100, 1, [(0, 10, 23, 1.0)])  # [1.0, 2.3): 1.3/2 = 0.65 < 0.7 -> no TP, but no FP either
+    roc = sm.psd_roc([one], ref, HOP, DUR, thresholds=[0.5])
+    assert (roc.tps.tolist(), roc.fps.tolist()) == ([[0]], [[0]])
+
+
+def test_psds_hand_computed_curve():
+    # One 36 s clip = 0.01 h, so each FP is an eFPR of 100 / h; max_efpr = 200.
+    # class 0: GT [1, 2) scored 0.4; an FP region [5, 6) scored 0.6.
+    #   θ = 0.3: TP 1, FP 1 -> (100, 1); θ = 0.5: TP 0, FP 1 -> (100, 0);
+    #   θ = 0.7, 0.9: (0, 0).  Staircase: TPR 0 on [0, 100), 1 from 100.
+    # class 1: GT [5, 6) scored 0.8 -> TP at θ <= 0.7, never an FP -> TPR 1 from 0.
+    # mean TPR: 0.5 on [0, 100), 1 on [100, 200]; std (ddof 0): 0.5, then 0.
+    ref = [[(0, 1.0, 2.0), (1, 5.0, 6.0)]]
+    p = probs_from_runs(360, 2, [(0, 10, 20, 0.4), (0, 50, 60, 0.6), (1, 50, 60, 0.8)])
+    kw = dict(hop_s=HOP, clip_duration=36.0, thresholds=[0.3, 0.5, 0.7, 0.9])
+    # alpha_st = 0: (0.5 * 100 + 1 * 100) / 200 = 0.75
+    assert sm.psds([p], ref, max_efpr=200.0, alpha_st=0.0, **kw) == pytest.approx(0.75)
+    # alpha_st = 1: etpr = max(0, 0.5 - 0.5) = 0 on [0, 100), 1 after -> 100 / 200 = 0.5
+    assert sm.psds([p], ref, max_efpr=200.0, alpha_st=1.0, **kw) == pytest.approx(0.5)
+    # max_efpr = 100 (scenario 1): only [0, 100) counts -> 0.5 / 0.0
+    assert sm.psds([p], ref, max_efpr=100.0, alpha_st=0.0, **kw) == pytest.approx(0.5)
+    assert sm.psds([p], ref, max_efpr=100.0, alpha_st=1.0, **kw) == pytest.approx(0.0)
+    roc = sm.psd_roc([p], ref, max_efpr=200.0, alpha_st=1.0, **kw)
+    assert roc.efpr.tolist() == [0.0, 100.0, 200.0]
+    assert roc.etpr.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_psds_roc_keeps_best_tpr_when_lower_thresholds_merge_detections():
+    # One 36 s clip (0.01 h, one FP = 100 / h), GT [1, 2) scored 0.8 with a
+    # 0.4 tail on [2, 4). θ = 0.5: [1, 2) -> TP, no FP -> (0, 1).
+    # θ = 0.3: one merged detection [1, 4) covers the GT for 1/3 < DTC -> FP,
+    # and the GT is lost -> (100, 0). The ROC takes the best TPR reachable at
+    # each eFPR (running max), so it stays 1 up to max_efpr: PSDS = 1 (not 0.5).
+    ref = [[(0, 1.0, 2.0)]]
+    p = probs_from_runs(360, 1, [(0, 10, 20, 0.8), (0, 20, 40, 0.4)])
+    roc = sm.psd_roc([p], ref, HOP, 36.0, thresholds=[0.3, 0.5], max_efpr=200.0)
+    assert (roc.tps.tolist(), roc.fps.tolist()) == ([[0, 1]], [[1, 0]])
+    assert sm.psds([p], ref, HOP, 36.0, thresholds=[0.3, 0.5], max_efpr=200.0) == 1.0
+
+
+@pytest.mark.parametrize("n_false_alarms, expected", [(0, 1.0), (1, 0.64), (2, 0.28), (3, 0.0)])
+def test_psds_false_alarms_scoring_above_the_events(n_false_alarms, expected):
+    # 10 clips of 10 s = 1/36 h: one FP is an eFPR of 36 / h. Every clip has a
+    # GT [0.5, 2.5) scored 0.6; n clips also have a false alarm scored 0.7.
+    #   θ < 0.6: TPR 1, eFPR 36 n;  0.6 <= θ < 0.7: TPR 0, eFPR 36 n;  θ >= 0.7: (0, 0).
+    # Staircase: TPR 0 below 36 n, 1 from 36 n -> PSDS = (100 - 36 n) / 100
+    # (0 once 36 n > max_efpr = 100). Single class, so alpha_st has no effect.
+    ref = [[(0, 0.5, 2.5)]] * 10
+    clean = probs_from_runs(100, 1, [(0, 5, 25, 0.6)])
+    alarm = probs_from_runs(100, 1, [(0, 5, 25, 0.6), (0, 60, 70, 0.7)])
+    probs = [alarm] * n_false_alarms + [clean] * (10 - n_false_alarms)
+    assert sm.psds(probs, ref, HOP, DUR) == pytest.approx(expected)
+
+
+def test_psds_has_no_cross_trigger_arguments():
+    with pytest.raises(TypeError, match="alpha_ct"):
+        sm.psds([np.zeros((10, 1))], [[(0, 0.1, 0.5)]], HOP, DUR, alpha_ct=0.5)
+
+
+# ---------------------------------------------------------------- the flat dict
+
+
+def test_localisation_metrics_perfect_on_paper_grid():
+    hop = 1024 / 32000  # 0.032 s, 311 frames in a 10 s clip
+    ref = [[(6, 0.5, 2.5), (2, 3.0, 5.0), (6, 5.5, 7.5)]]
+    centres = (np.arange(311) + 0.5) * hop
+    p = np.zeros((311, 8))
+    for k, on, off in ref[0]:
+        p[(centres >= on) & (centres < off), k] = 0.9
+    # Detections are the frames whose centre is inside the event, e.g. [0.512,
+    # 2.496) for [0.5, 2.5): 12 ms / 4 ms off, inside the collars, same 1 s
+    # segments, 99 % GT coverage -> all scores perfect.
+    m = sm.localisation_metrics([p], ref, hop, DUR)
+    assert m["segment_f1"] == 1.0 and m["segment_er"] == 0.0
+    assert m["event_f1"] == 1.0 and m["event_er"] == 0.0 and m["event_onset_f1"] == 1.0
+    assert m["psds1"] == 1.0
+    assert (m["n_clips"], m["n_ref_events"], m["n_est_events"]) == (1, 3, 3)
+
+
+def test_localisation_metrics_shifted_events_only_fail_event_metrics():
+    # Shift every detection by 0.3 s (> 200 ms onset collar) but stay within
+    # the same 1 s segments: segment F1 stays 1, event F1 drops to 0.
+    ref = [[(0, 1.0, 1.6), (1, 3.0, 3.6)]]
+    p = probs_from_runs(100, 2, [(0, 13, 16, 1.0), (1, 33, 36, 1.0)])  # [1.3, 1.6), [3.3, 3.6)
+    m = sm.localisation_metrics([p], ref, HOP, DUR)
+    assert m["segment_f1"] == 1.0
+    assert m["event_f1"] == 0.0
+    assert m["event_er"] == 2.0  # each class: one deletion + one insertion, Nref = 2 -> 4/2

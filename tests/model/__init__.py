@@ -1,0 +1,1 @@
+"""Tests of twostep_jax.model: one test module per module."""

@@ -1,0 +1,89 @@
+"""twostep_jax.sweep: the grids, resuming a sweep (finished runs skipped, tables written), going
+on after a diverged run."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import evaluate_cli, tiny_cell
+
+
+def test_sweep_skips_finished_runs_and_writes_tables(tiny_run, monkeypatch, capsys):
+    from twostep_jax import sweep
+
+    finished = tiny_run.cell
+    new = tiny_cell("gap", 0.0)
+    monkeypatch.setitem(sweep.GRIDS, "unit", lambda: [finished, new])
+    monkeypatch.setattr(sweep, "use_compilation_cache", lambda runs_dir: None)  # no global jax config
+    calls = []
+
+    def fake_cell(cell, data_dir, runs_dir):
+        # Stands in for training: a finished run folder with the tiny run's metrics.
+        calls.append(cell)
+        workdir = Path(cell.workdir(runs_dir))
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "run_config.json").write_text(json.dumps(cell.config(data_dir).to_dict()))
+        (workdir / "eval_test.json").write_text(json.dumps(tiny_run.report))
+        return tiny_run.report
+
+    markdown = sweep.run_sweep("unit", str(tiny_run.data_dir), str(tiny_run.runs_dir), run_cell=fake_cell)
+    assert calls == [new]
+    out = capsys.readouterr().out
+    assert "2 runs, 1 already finished, 1 to run" in out and "[1/1] gap α=0 snr20 fold1" in out
+    assert "| 2APAE |" in markdown and "| GAP |" in markdown
+    for name in ("table_iv.md", "table_iv.csv", "table_iv.png", "table_v.md"):
+        assert (tiny_run.runs_dir / name).is_file()
+    assert Path(new.workdir(str(tiny_run.runs_dir))) == tiny_run.runs_dir / "gap_a0" / "snr20" / "fold1"
+
+    sweep.run_sweep("unit", str(tiny_run.data_dir), str(tiny_run.runs_dir), run_cell=fake_cell)
+    assert calls == [new]  # nothing left to run
+    assert evaluate_cli("--table", tiny_run.runs_dir) == 0
+    assert "Table IV" in capsys.readouterr().out
+
+
+def test_grids():
+    from twostep_jax import sweep
+
+    paper = sweep.grid("paper_table4")
+    assert len(paper) == 8 * 3 * 4 and {c.preset for c in paper} == {"paper"}
+    assert {(c.model, c.alpha) for c in paper} == {
+        ("2apae", 0.001), ("2apae", 0.0), ("2apae", 0.01), ("gap", 0.0), ("gmp", 0.0), ("gwrp", 0.0),
+        ("atrous_ap", 0.0), ("attention", 0.0)}
+    assert len({c.workdir("R") for c in paper}) == len(paper)
+    assert paper[0].workdir("R") == os.path.join("R", "2apae_a0.001", "snr0", "fold1")
+    quick = sweep.grid("quick")
+    assert {c.preset for c in quick} == {"cpu_small"}
+    for cell in quick:
+        cell.config("DATA")  # every cell is a valid TrainConfig
+    with pytest.raises(ValueError, match="unknown sweep"):
+        sweep.grid("nope")
+
+
+def test_sweep_goes_on_after_a_diverged_run(tiny_run, tmp_path, monkeypatch):
+    from twostep_jax import sweep
+    from twostep_jax.train.loop import NonFiniteLossError
+
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(tiny_run.workdir, Path(tiny_run.cell.workdir(str(runs_dir))))  # a finished cell
+    diverging, after = tiny_cell("gmp", 0.0), tiny_cell("gwrp", 0.0)
+    monkeypatch.setitem(sweep.GRIDS, "unit", lambda: [tiny_run.cell, diverging, after])
+    monkeypatch.setattr(sweep, "use_compilation_cache", lambda runs_dir: None)
+    calls = []
+
+    def fake_cell(cell, data_dir, runs_dir):
+        calls.append(cell)
+        if cell == diverging:
+            raise NonFiniteLossError("non-finite loss at step 3")
+        workdir = Path(cell.workdir(runs_dir))
+        workdir.mkdir(parents=True)
+        (workdir / "run_config.json").write_text(json.dumps(cell.config(data_dir).to_dict()))
+        (workdir / "eval_test.json").write_text(json.dumps(tiny_run.report))
+        return tiny_run.report
+
+    with pytest.raises(sweep.SweepIncompleteError, match=r"1 run\(s\) diverged.*gmp_a0"):
+        sweep.run_sweep("unit", str(tiny_run.data_dir), str(runs_dir), run_cell=fake_cell)
+    assert calls == [diverging, after]
+    assert "| GWRP |" in (runs_dir / "table_iv.md").read_text()

@@ -1,0 +1,1 @@
+"""Tests of twostep_jax.train: one test module per module."""

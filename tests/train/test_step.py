@@ -1,0 +1,83 @@
+"""twostep_jax.train.step: the pmapped train step on 8 devices is the single-device step on the
+same global batch."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests.fixtures import SMALL
+from twostep_jax import create_model
+from twostep_jax.train.step import (create_train_state, learning_rate_of, make_eval_step, make_train_step,
+                                    with_learning_rate)
+
+
+def _batch(n=16, seed=1):
+    k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+    x = jax.random.normal(k1, (n, SMALL["frames"], SMALL["mels"]))
+    t = (jax.random.uniform(k2, (n, SMALL["classes"])) < 0.3).astype(jnp.float32)
+    return x, t
+
+
+def _tree_max_abs_diff(a, b):
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+@pytest.mark.parametrize("name", ["2apae", "gwrp"])
+def test_pmap_8_devices_equals_single_device_step(name):
+    assert jax.local_device_count() == 8
+    # Adam's first step is ~lr * sign(grad); on parameters whose exact gradient is 0 (the 1x1 conv
+    # right before a 1-channel BatchNorm is scale-invariant) float noise flips that sign, so the
+    # comparison uses a small learning rate to keep such noise below the tolerance.
+    lr = 1e-4
+    x, t = _batch()
+    rng = jax.random.PRNGKey(3)
+    single = create_model(name, "test_tiny", **SMALL)
+    state1, m1 = make_train_step(single, alpha=0.001, axis_name=None)(
+        create_train_state(single, jax.random.PRNGKey(0), lr), {"logmel": x, "target": t}, rng)
+    multi = create_model(name, "test_tiny", axis_name="batch", **SMALL)
+    state8, m8 = make_train_step(multi, alpha=0.001)(
+        create_train_state(multi, jax.random.PRNGKey(0), lr),
+        {"logmel": x.reshape(8, 2, *x.shape[1:]), "target": t.reshape(8, 2, -1)}, rng)
+    for key in ("loss", "bce", "reconstruction_loss", "grad_norm"):
+        np.testing.assert_allclose(float(m8[key]), float(m1[key]), rtol=1e-5, atol=1e-6)
+    assert _tree_max_abs_diff(state8.params, state1.params) < 1e-5
+    assert _tree_max_abs_diff(state8.batch_stats, state1.batch_stats) < 1e-5
+    # The running statistics really moved (the comparison is not vacuous).
+    init = create_train_state(single, jax.random.PRNGKey(0), lr)
+    assert _tree_max_abs_diff(state1.batch_stats, init.batch_stats) > 1e-3
+    assert int(state8.step) == 1
+
+
+def test_bfloat16_training_stays_finite_with_float32_state():
+    model = create_model("2apae", "test_tiny", axis_name="batch", dtype="bfloat16", **SMALL)
+    step = make_train_step(model, alpha=0.001)
+    state = create_train_state(model, jax.random.PRNGKey(0), 1e-3)
+    x, t = _batch()
+    batch = {"logmel": x.reshape(8, 2, *x.shape[1:]) * 100.0, "target": t.reshape(8, 2, -1)}
+    for i in range(3):
+        state, metrics = step(state, batch, jax.random.PRNGKey(i))
+        assert np.isfinite(float(metrics["loss"]))
+    for leaf in jax.tree.leaves((state.params, state.batch_stats, state.opt_state)):
+        assert leaf.dtype in (jnp.float32, jnp.int32)
+    out = make_eval_step(model)(state, {"logmel": batch["logmel"]})
+    assert out["clip_probs"].dtype == jnp.float32 and out["clip_probs"].shape == (8, 2, 5)
+    assert np.all(np.isfinite(np.asarray(out["clip_probs"])))
+
+
+def test_learning_rate_is_in_the_state_and_changes_without_recompiling():
+    model = create_model("gap", "test_tiny", axis_name="batch", **SMALL)
+    step = make_train_step(model, alpha=0.0)
+    state = create_train_state(model, jax.random.PRNGKey(0), 1e-3)
+    x, t = _batch()
+    batch = {"logmel": x.reshape(8, 2, *x.shape[1:]), "target": t.reshape(8, 2, -1)}
+    state, m = step(state, batch, jax.random.PRNGKey(0))
+    state = with_learning_rate(state, 1e-4)
+    state, m = step(state, batch, jax.random.PRNGKey(0))
+    assert float(m["learning_rate"]) == pytest.approx(1e-4)
+    assert float(learning_rate_of(state)) == pytest.approx(1e-4)
+
+
+def test_model_axis_name_must_match_step():
+    with pytest.raises(ValueError, match="axis_name"):
+        make_train_step(create_model("gap", "test_tiny", **SMALL), alpha=0.0)

@@ -1,0 +1,1 @@
+"""Tests of twostep_jax.viz: one test module per module."""

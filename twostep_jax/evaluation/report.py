@@ -1,0 +1,70 @@
+"""A run's evaluation as files: `WORKDIR/eval_<split>.{json,md}` (+ `_predictions.npz`).
+
+    markdown = write_report(workdir, result, predictions)
+
+The JSON is written last: its presence marks a finished evaluation for the sweep and the tables.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twostep_jax import fileio
+from twostep_jax.train.workdir import eval_report_name
+
+
+def _f(x: Any) -> str:
+    return "–" if x is None else f"{x:.4f}"
+
+
+def report_markdown(report: dict) -> str:
+    """Overall metrics and a per-class AP/AUC table as Markdown."""
+    clip, loc, ck = report["clip"], report["localisation"], report["checkpoint"]
+    lines = [
+        f"## {report['model']} ({report['preset']}, α = {report['alpha']:g}) — {report['split']} split",
+        "",
+        f"SNR {report['snr']} dB, test fold {report['test_fold']}, {clip['num_clips']} clips; "
+        f"{ck['kind']} checkpoint at step {ck['step']} (epoch {ck['epoch']}).",
+        "",
+        "| micro-P | macro-P | AUC | seg-F1 (1 s) | seg-ER | event-F1 (200 ms) | event-ER | PSDS1 |",
+        "|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(_f(v) for v in (
+            clip["micro_ap"], clip["macro_ap"], clip["macro_auc"], loc["segment_f1"], loc["segment_er"],
+            loc["event_f1"], loc["event_er"], loc["psds1"])) + " |",
+        "",
+        f"micro-P / macro-P = average precision (sklearn), AUC = macro ROC-AUC, as the paper's "
+        f"Tables IV/V. Localisation from frame-level activity > {loc['threshold']:g} "
+        f"({loc['n_est_events']} detected vs {loc['n_ref_events']} reference events).",
+        "",
+        "| class | positives | AP | AUC |",
+        "|---|---|---|---|",
+    ]
+    for name, m in clip["per_class"].items():
+        lines.append(f"| {name} | {m['positives']} | {_f(m['ap'])} | {_f(m['auc'])} |")
+    if clip["excluded_classes"]:
+        lines += ["", f"Excluded from macro averages (no positive or no negative clip): "
+                      f"{', '.join(clip['excluded_classes'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def report_name(report: dict) -> str:
+    """`eval_{split}`; evaluation on other data than the run's own (another SNR, a rebuilt
+    dataset) gets `eval_{split}_data-{fingerprint}` so it never replaces the run's own result."""
+    name = eval_report_name(report["split"])
+    data = report["data"]
+    if data["fingerprint"] != data["trained_fingerprint"]:
+        name += f"_data-{data['fingerprint']}"
+    return name
+
+
+def write_report(workdir: str, report: dict, predictions: dict | None = None) -> str:
+    """Writes WORKDIR/<report_name>.json, .md and (if given) _predictions.npz — JSON last: its
+    presence marks a finished evaluation for the sweep and the tables; returns the Markdown."""
+    md = report_markdown(report)
+    base = os.path.join(workdir, report_name(report))
+    if predictions is not None:
+        fileio.save_npz(base + "_predictions.npz", **predictions)
+    fileio.write_text(base + ".md", md)
+    fileio.write_json(base + ".json", report)
+    return md

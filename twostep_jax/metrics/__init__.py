@@ -1,0 +1,1 @@
+"""Metrics: the paper's clip-level tagging metrics and frame/event localisation metrics."""

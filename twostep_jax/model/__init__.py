@@ -1,0 +1,1 @@
+"""The networks: custom ops, conv-BN blocks and backbones, pooling heads, the assembled model."""

@@ -1,0 +1,219 @@
+"""Classification networks (pooling heads): class time-frequency map -> clip probabilities.
+
+Every head returns a dict with at least
+  * `clip_probs`   [B, K]        float32 in [0, 1]: weak-label (clip-level) probabilities;
+  * `frame_probs`  [B, T, K]     float32 in [0, 1]: frame-level class activity for localisation;
+  * `segmentation` [B, K, T, F]  float32: the class T-F map the head pooled.
+Attention heads add their weights (`freq_attention`, `freq_pooled`, `time_attention` for the
+two-step head, `tf_attention` for single-step T x F attention).
+
+Heads compute in float32 whatever the backbone's dtype: they are cheap, and softmax/sigmoid
+saturation in bfloat16 would otherwise leak into the probabilities.
+
+Each head also states its multiply-adds per clip (`macs(config)`, dense count), which the
+benchmark's analytic FLOPs use; `HEADS` maps the config's head names to the classes.
+"""
+
+from __future__ import annotations
+
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import flax.linen as nn
+
+from twostep_jax import config as C
+from twostep_jax.config import ModelConfig
+from twostep_jax.model.layers import ClassConv, ConvSettings, torch_linear_bias_init, torch_linear_kernel_init
+from twostep_jax.model.ops import sort_descending
+
+
+def _to_ktf(class_map: jax.Array) -> jax.Array:
+    """[B, T, F, K] (channels-last conv output) -> [B, K, T, F] float32."""
+    return jnp.transpose(class_map.astype(jnp.float32), (0, 3, 1, 2))
+
+
+def _torch_dense(features: int, fan_in: int, name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        kernel_init=torch_linear_kernel_init,
+        bias_init=torch_linear_bias_init(fan_in),
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        name=name,
+    )
+
+
+class AttentionStep(nn.Module):
+    """One attention step along the last axis of `z` [..., N] -> (pooled [...], weights [..., N]).
+
+    Two Dense(N -> N) layers act on the last axis (shared over all other axes), one giving the
+    class branch and one the attention logits.
+
+    * `released_code` (default, the authors' code): pooled = sum(sigmoid(class) * softmax(att)).
+    * `paper_equations` (eq. 8-15): pooled = sum(class * softmax(sigmoid(att))), linear class branch.
+    """
+
+    size: int
+    form: str = "released_code"
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
+        if z.shape[-1] != self.size:
+            raise ValueError(f"{self.name} expects last axis {self.size}, got shape {z.shape}")
+        cla = _torch_dense(self.size, self.size, "class_dense")(z)
+        att = _torch_dense(self.size, self.size, "attention_dense")(z)
+        if self.form == "released_code":
+            cla, att = jax.nn.sigmoid(cla), att
+        else:
+            att = jax.nn.sigmoid(att)
+        weights = jax.nn.softmax(att, axis=-1)
+        return jnp.sum(cla * weights, axis=-1), weights
+
+
+class TwoStepAttention(nn.Module):
+    """2APAE's classification network: attention over mel bins, then over time (Table II)."""
+
+    config: ModelConfig
+
+    @staticmethod
+    def macs(cfg: ModelConfig) -> int:
+        """Class conv, 2 x Dense(F, F) over (K, T) rows, 2 x Dense(T, T) over K rows."""
+        k, t, f = cfg.classes, cfg.frames, cfg.mels
+        return t * f * cfg.channels[-1] * k + 2 * k * t * f * f + 2 * k * t * t
+
+    @nn.compact
+    def __call__(self, features: jax.Array, train: bool) -> dict:
+        cfg = self.config
+        segmentation = _to_ktf(ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features))
+        freq_pooled, freq_attention = AttentionStep(cfg.mels, cfg.attention_form, name="freq_attention")(
+            segmentation)
+        clip, time_attention = AttentionStep(cfg.frames, cfg.attention_form, name="time_attention")(
+            freq_pooled)
+        # A convex combination of sigmoids is already in [0, 1] (the released code clamps anyway);
+        # the paper-equation form has a linear class branch and needs the clamp.
+        return {
+            "clip_probs": jnp.clip(clip, 0.0, 1.0),
+            "frame_probs": jnp.clip(jnp.swapaxes(freq_pooled, 1, 2), 0.0, 1.0),
+            "segmentation": segmentation,
+            "freq_attention": freq_attention,
+            "freq_pooled": freq_pooled,
+            "time_attention": time_attention,
+        }
+
+
+def gwrp_weights(n: int, r: float) -> np.ndarray:
+    """Global weighted rank pooling weights r**i / sum_j r**j (r=0 -> max, r=1 -> mean)."""
+    w = np.power(float(r), np.arange(n, dtype=np.float64))  # 0.0**0 == 1.0
+    return (w / w.sum()).astype(np.float32)
+
+
+class GlobalPooling(nn.Module):
+    """Kong's baselines: sigmoid class map, then GMP, GAP or GWRP over all T x F positions.
+
+    Frame activity is the mean over mel bins of the sigmoid map (Kong's frame-level output).
+    """
+
+    config: ModelConfig
+
+    @staticmethod
+    def macs(cfg: ModelConfig) -> int:
+        """Class conv (+ GWRP's rank-weight dot product)."""
+        positions = cfg.frames * cfg.mels
+        return positions * cfg.channels[-1] * cfg.classes + (cfg.classes * positions if cfg.head == C.GWRP else 0)
+
+    @nn.compact
+    def __call__(self, features: jax.Array, train: bool) -> dict:
+        cfg = self.config
+        probs = jax.nn.sigmoid(_to_ktf(ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features)))
+        flat = probs.reshape(probs.shape[:2] + (-1,))
+        if cfg.head == C.GMP:
+            clip = jnp.max(flat, axis=-1)
+        elif cfg.head == C.GAP:
+            clip = jnp.mean(flat, axis=-1)
+        else:
+            ranked = sort_descending(flat)
+            clip = ranked @ jnp.asarray(gwrp_weights(flat.shape[-1], cfg.gwrp_r))
+        return {
+            "clip_probs": clip,
+            "frame_probs": jnp.swapaxes(jnp.mean(probs, axis=-1), 1, 2),
+            "segmentation": probs,
+        }
+
+
+def _two_1x1_convs_macs(cfg: ModelConfig) -> int:
+    """Multiply-adds of an attention 1x1 conv and a class 1x1 conv over every T x F position."""
+    return 2 * cfg.frames * cfg.mels * cfg.channels[-1] * cfg.classes
+
+
+def _attention_pool(values: jax.Array, weights: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    return jnp.sum(values * weights, axis=axes) / jnp.sum(weights, axis=axes)
+
+
+class AtrousAttention(nn.Module):
+    """The released adaptation of Ren et al.'s `Attention2d` (ref §3.2), then a final sigmoid.
+
+    attention = clamp(sigmoid(1x1 conv), 0.1, 0.9) (its kernel starts at zero), normalised over
+    T x F; class branch = log_softmax over classes; clip = sigmoid(sum(att * cla)). The pooled
+    log-probability is <= 0, so clip probabilities are <= 0.5 — the "squashing after attention"
+    the paper reports.
+    """
+
+    config: ModelConfig
+
+    macs = staticmethod(_two_1x1_convs_macs)
+
+    @nn.compact
+    def __call__(self, features: jax.Array, train: bool) -> dict:
+        cfg = self.config
+        att = ClassConv(ConvSettings.of(cfg), cfg.classes, kernel_init=nn.initializers.zeros, name="attention_conv")(features)
+        cla = ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features)
+        att = jnp.clip(jax.nn.sigmoid(_to_ktf(att)), 0.1, 0.9)
+        cla = _to_ktf(jax.nn.log_softmax(cla.astype(jnp.float32), axis=-1))
+        return {
+            "clip_probs": jax.nn.sigmoid(_attention_pool(cla, att, (2, 3))),
+            "frame_probs": jnp.swapaxes(jax.nn.sigmoid(_attention_pool(cla, att, (3,))), 1, 2),
+            "segmentation": cla,
+            "tf_attention": att / jnp.sum(att, axis=(2, 3), keepdims=True),
+        }
+
+
+class TFAttention(nn.Module):
+    """Plain single-step attention pooling over all T x F positions.
+
+    clip = sum over (t, f) of sigmoid(class map) * softmax_{t,f}(attention logits), with the
+    attention logits from a second 1x1 conv (zero-initialised, so pooling starts as GAP). The
+    frame activity pools each frame over mel bins with the same logits.
+    """
+
+    config: ModelConfig
+
+    macs = staticmethod(_two_1x1_convs_macs)
+
+    @nn.compact
+    def __call__(self, features: jax.Array, train: bool) -> dict:
+        cfg = self.config
+        probs = jax.nn.sigmoid(_to_ktf(ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features)))
+        logits = _to_ktf(
+            ClassConv(ConvSettings.of(cfg), cfg.classes, kernel_init=nn.initializers.zeros, name="attention_conv")(features)
+        )
+        b, k, t, f = logits.shape
+        tf_attention = jax.nn.softmax(logits.reshape(b, k, t * f), axis=-1).reshape(b, k, t, f)
+        freq_attention = jax.nn.softmax(logits, axis=-1)
+        return {
+            "clip_probs": jnp.clip(jnp.sum(probs * tf_attention, axis=(2, 3)), 0.0, 1.0),
+            "frame_probs": jnp.swapaxes(jnp.sum(probs * freq_attention, axis=-1), 1, 2),
+            "segmentation": probs,
+            "tf_attention": tf_attention,
+        }
+
+
+HEADS = {
+    C.TWO_STEP: TwoStepAttention,
+    C.GMP: GlobalPooling,
+    C.GAP: GlobalPooling,
+    C.GWRP: GlobalPooling,
+    C.ATROUS_ATTENTION: AtrousAttention,
+    C.TF_ATTENTION: TFAttention,
+}
+assert set(HEADS) == set(C.HEAD_NAMES), "config.HEAD_NAMES and the implemented heads differ"

@@ -1,0 +1,1 @@
+"""Training: the pure step and its parallel wrappers, the loop, checkpoints, logs, run folders."""

@@ -1,0 +1,197 @@
+"""The training loop: data -> pmapped steps -> validation -> plateau LR -> orbax checkpoints.
+
+`train_and_evaluate(config, workdir)` is resumable: re-running it on the same workdir continues
+from the last checkpoint and ends with exactly the parameters of an uninterrupted run, because
+the data order is a function of (seed, epoch), the step RNG of (seed, step), and checkpoints store
+the data position, the plateau scheduler's state and the best metric alongside the train state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from typing import Callable
+
+import jax
+import numpy as np
+
+from twostep_jax import fileio
+from twostep_jax.config import TrainConfig
+from twostep_jax.data import input_pipeline
+from twostep_jax.data.dataset import training_splits
+from twostep_jax.model.models import model_from_config
+from twostep_jax.progress import format_seconds, progress_bar
+from twostep_jax.train.checkpoint import BEST, LATEST, Checkpoints
+from twostep_jax.train.metric_writer import MetricWriter
+from twostep_jax.train.predict import evaluate_clips
+from twostep_jax.train.step import (create_train_state, learning_rate_of, make_eval_step,
+                                    make_train_step, with_learning_rate)
+from twostep_jax.train.workdir import SUMMARY, WorkdirMismatchError, check_or_write_run_config
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the last good checkpoint is left as it was."""
+
+
+@dataclasses.dataclass
+class Plateau:
+    """ReduceLROnPlateau(mode='max', threshold_mode='rel') on the validation micro-AP."""
+
+    best: float = -math.inf
+    bad_epochs: int = 0
+
+    def update(self, value: float, lr: float, factor: float, patience: int, threshold: float) -> float:
+        improved = value > self.best * (1.0 + threshold) if self.best > 0 else value > self.best
+        if improved:
+            self.best, self.bad_epochs = value, 0
+            return lr
+        self.bad_epochs += 1
+        if self.bad_epochs > patience:
+            self.bad_epochs = 0
+            return lr * factor
+        return lr
+
+
+def train_and_evaluate(config: TrainConfig, workdir: str,
+                       should_stop: Callable[[int], bool] | None = None) -> dict:
+    """Train `config` in `workdir` (resuming if it holds a checkpoint); return the summary.
+
+    `should_stop(global_step)` is polled after every step; returning True stops the run as a
+    crash would (without a final save) — used by tests to interrupt training.
+    """
+    if config.distributed:
+        jax.distributed.initialize()
+    check_or_write_run_config(config, workdir)
+    info, train, val_clips = training_splits(config)
+    # Per-mel-bin z-score statistics of the training clips only; saved in every checkpoint's meta.
+    stats = input_pipeline.compute_norm_stats(train)
+
+    num_devices = jax.local_device_count()
+    model = model_from_config(config.model_config(), axis_name="batch")
+    state = create_train_state(model, jax.random.PRNGKey(config.seed), config.learning_rate)
+    step_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    steps_per_epoch = input_pipeline.steps_per_epoch(len(train.target), config.global_batch)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{len(train.target)} training clips are fewer than one global batch "
+                         f"({config.global_batch})")
+
+    writer = MetricWriter(workdir, enable_tensorboard=jax.process_index() == 0)
+    ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
+    meta = {"epoch": 0, "step_in_epoch": 0, "plateau": dataclasses.asdict(Plateau()),
+            "best_val_micro_ap": None, "best_epoch": None}
+    if ckpts.latest_step() is not None:
+        state, meta = ckpts.restore_train_state(state)
+        if meta.get("dataset_fingerprint") != info.fingerprint:
+            raise WorkdirMismatchError(
+                f"{workdir} was trained on dataset {meta.get('dataset_fingerprint')}, but "
+                f"{config.data_dir} (snr {config.snr}) is {info.fingerprint}")
+        writer.truncate_after(int(state.step))
+        print(f"resuming {workdir} from step {int(state.step)} (epoch {meta['epoch']}, "
+              f"step {meta['step_in_epoch']} of it)", flush=True)
+    plateau = Plateau(**meta["plateau"])
+
+    p_train_step = make_train_step(model, config.alpha)
+    p_eval_step = make_eval_step(model)
+
+    def save(epoch: int, step_in_epoch: int, kinds: tuple[str, ...]) -> None:
+        meta.update(epoch=epoch, step_in_epoch=step_in_epoch, plateau=dataclasses.asdict(plateau),
+                    step=step, config=config.to_dict(), dataset_fingerprint=info.fingerprint,
+                    class_names=list(info.class_names), norm_stats=stats.to_dict(), snr=config.snr,
+                    test_fold=config.test_fold)
+        ckpts.save(step, state, meta, kinds)
+
+    total_steps = steps_per_epoch * config.epochs
+    progress = progress_bar("train", total_steps * config.global_batch, unit="clips",
+                            initial=int(state.step) * config.global_batch, quiet=not config.progress)
+    t_start, clips_done = time.time(), 0
+    step = int(state.step)  # host-side step counter: reading state.step would sync every step
+    pending: list[tuple[int, dict]] = []
+
+    def flush_train_metrics() -> None:
+        # One host transfer per log interval: the loop never blocks on the device otherwise.
+        if not pending:
+            return
+        values = jax.device_get([m for _, m in pending])
+        for (step, _), m in zip(pending, values):
+            if not all(np.isfinite(v) for v in (m["loss"], m["bce"], m["reconstruction_loss"])):
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {step} (loss={m['loss']}, bce={m['bce']}, "
+                    f"reconstruction={m['reconstruction_loss']}); the last good checkpoint in "
+                    f"{ckpts.root} is intact. Lower the learning rate or check the data.")
+        for (step, _), m in zip(pending, values):
+            writer.write(step, "train", m)
+        progress.set_postfix_str(f"loss {float(values[-1]['loss']):.4f}", refresh=False)
+        pending.clear()
+
+    epoch, start_in_epoch = int(meta["epoch"]), int(meta["step_in_epoch"])
+    try:
+        while epoch < config.epochs:
+            epoch_start = time.time()
+            batches = input_pipeline.train_batches(
+                train, stats, config.global_batch, config.seed, epoch, num_devices,
+                process_index=jax.process_index(), process_count=jax.process_count(),
+                start_step=start_in_epoch)
+            for step_in_epoch, batch in enumerate(input_pipeline.prefetch_to_device(batches),
+                                                  start=start_in_epoch):
+                state, metrics = p_train_step(state, batch, step_rng)
+                step += 1
+                pending.append((step, metrics))
+                clips_done += config.global_batch
+                progress.update(config.global_batch)
+                if step % config.log_every_steps == 0:
+                    flush_train_metrics()
+                if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0:
+                    flush_train_metrics()
+                    save(epoch, step_in_epoch + 1, (LATEST,))
+                if should_stop is not None and should_stop(step):
+                    ckpts.wait()
+                    return {"stopped_at_step": step}
+            flush_train_metrics()
+
+            val = evaluate_clips(p_eval_step, state, val_clips, stats, config.global_batch,
+                                 list(info.class_names))
+            lr = float(learning_rate_of(state))
+            new_lr = plateau.update(val["micro_ap"], lr, config.plateau_factor, config.plateau_patience,
+                                    config.plateau_threshold)
+            if new_lr != lr:
+                state = with_learning_rate(state, new_lr)
+            best = meta["best_val_micro_ap"]
+            is_best = best is None or val["micro_ap"] > best
+            if is_best:
+                meta.update(best_val_micro_ap=val["micro_ap"], best_epoch=epoch + 1)
+            epoch_time = time.time() - epoch_start
+            writer.write(step, "val", {
+                "epoch": epoch + 1, "micro_ap": val["micro_ap"], "macro_ap": val["macro_ap"],
+                "macro_auc": val["macro_auc"], "learning_rate": lr, "next_learning_rate": new_lr,
+                "epoch_seconds": epoch_time,
+                "clips_per_second": steps_per_epoch * config.global_batch / max(epoch_time, 1e-9)})
+            writer.flush()
+            print(f"epoch {epoch + 1}/{config.epochs}: val micro-AP {val['micro_ap']:.4f} "
+                  f"macro-AP {val['macro_ap']:.4f} AUC {val['macro_auc']:.4f} (n={len(val_clips.target)})"
+                  f" | lr {lr:g}{' -> %g' % new_lr if new_lr != lr else ''}"
+                  f"{' | new best' if is_best else ''} | {format_seconds(epoch_time)}", flush=True)
+            epoch, start_in_epoch = epoch + 1, 0
+            save(epoch, 0, (LATEST, BEST) if is_best else (LATEST,))
+    finally:
+        progress.close()
+        ckpts.close()
+        writer.close()
+
+    summary = {
+        "workdir": os.path.abspath(workdir),
+        "steps": int(state.step),
+        "epochs": config.epochs,
+        "best_epoch": meta["best_epoch"],
+        "best_val_micro_ap": meta["best_val_micro_ap"],
+        "train_clips_per_second_this_session": clips_done / max(time.time() - t_start, 1e-9),
+        "devices": num_devices,
+        "device_kind": jax.devices()[0].device_kind,
+        "validation": "test fold (released code's selection)" if config.select_on_test_fold
+        else f"{config.val_fraction:.0%} of the training folds",
+    }
+    fileio.write_json(os.path.join(workdir, SUMMARY), summary)
+    print(f"done: best val micro-AP {summary['best_val_micro_ap']:.4f} at epoch {summary['best_epoch']}; "
+          f"checkpoints in {ckpts.root}", flush=True)
+    return summary

@@ -1,0 +1,124 @@
+"""Train state and the pure train/eval steps, plus their single pmap wrappers.
+
+`train_step(state, batch, rng)` is a pure function of its inputs. Under `jax.pmap(...,
+axis_name="batch")` the state is passed unmapped (one logical replicated copy, `in_axes=None`)
+and the batch is mapped over local devices; gradients, loss terms and BatchNorm statistics are
+averaged over the axis, so N devices compute exactly the single-device step on the global batch.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+
+from twostep_jax.losses import sed_loss
+from twostep_jax.model.models import SEDModel
+
+AXIS = "batch"
+
+
+class TrainState(train_state.TrainState):
+    """params + Adam state (with the learning rate as a hyperparameter) + BatchNorm statistics."""
+
+    batch_stats: Any = None
+
+
+def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
+    # The learning rate lives in the optimizer state, so ReduceLROnPlateau can change it between
+    # epochs without recompiling and it is checkpointed with the state.
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
+
+
+def create_train_state(model: SEDModel, rng: jax.Array, learning_rate: float) -> TrainState:
+    """Initialise parameters and BatchNorm statistics (float32) and Adam."""
+    x = jnp.zeros((1,) + model.input_shape, jnp.float32)
+    # Init under jit: one compiled program instead of op-by-op dispatch.
+    variables = jax.jit(functools.partial(model.init, train=False))(rng, x)
+    return TrainState.create(
+        apply_fn=model.apply,
+        params=variables["params"],
+        batch_stats=variables["batch_stats"],
+        tx=make_optimizer(learning_rate),
+    )
+
+
+def learning_rate_of(state: TrainState) -> jax.Array:
+    return state.opt_state.hyperparams["learning_rate"]
+
+
+def with_learning_rate(state: TrainState, lr: float) -> TrainState:
+    hyper = dict(state.opt_state.hyperparams)
+    hyper["learning_rate"] = jnp.asarray(lr, jnp.float32)
+    return state.replace(opt_state=state.opt_state._replace(hyperparams=hyper))
+
+
+def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model: SEDModel, alpha: float,
+               axis_name: str | None = AXIS) -> tuple[TrainState, dict]:
+    """One Adam step on `batch` = {"logmel": [b, T, F], "target": [b, K]} (b = per-device batch).
+
+    `model.axis_name` must equal `axis_name` so BatchNorm uses the global batch statistics.
+    Returns the new state and scalar metrics (already averaged over devices).
+    """
+    rng = jax.random.fold_in(rng, state.step)
+    if axis_name is not None:
+        # Distinct randomness per device (the models have none today, but any augmentation or
+        # dropout added later must not repeat across shards).
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+
+    def loss_fn(params):
+        outputs, updates = model.apply(
+            {"params": params, "batch_stats": state.batch_stats}, batch["logmel"],
+            train=True, mutable=["batch_stats"], rngs={"dropout": rng},
+        )
+        loss, terms = sed_loss(outputs, batch["target"], batch["logmel"], alpha)
+        return loss, (terms, updates["batch_stats"])
+
+    grads, (terms, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+        grads = jax.lax.pmean(grads, axis_name)
+        terms = jax.lax.pmean(terms, axis_name)
+        # Already equal across devices (BatchNorm synced its batch statistics); averaging makes
+        # the replication exact to the last bit.
+        batch_stats = jax.lax.pmean(batch_stats, axis_name)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = dict(terms, grad_norm=optax.tree.norm(grads), learning_rate=learning_rate_of(state))
+    return new_state, metrics
+
+
+def eval_step(state_or_variables: Any, batch: dict, *, model: SEDModel) -> dict:
+    """Forward pass in inference mode: {"clip_probs": [b, K], "frame_probs": [b, T, K]}."""
+    if isinstance(state_or_variables, TrainState):
+        variables = {"params": state_or_variables.params, "batch_stats": state_or_variables.batch_stats}
+    else:
+        variables = state_or_variables
+    outputs = model.apply(variables, batch["logmel"], train=False)
+    return {"clip_probs": outputs["clip_probs"], "frame_probs": outputs["frame_probs"]}
+
+
+def make_train_step(model: SEDModel, alpha: float, axis_name: str | None = AXIS):
+    """The train step, compiled once: pmapped over local devices when `axis_name` is set
+    (`batch` leaves are `[devices, b, ...]`), else jitted on one device (`[b, ...]`).
+
+    The state argument is donated: its buffers are reused for the new state.
+    """
+    if (model.axis_name or None) != axis_name:
+        raise ValueError(f"model.axis_name={model.axis_name!r} but the step uses axis_name={axis_name!r}")
+    step = functools.partial(train_step, model=model, alpha=alpha, axis_name=axis_name)
+    if axis_name is None:
+        return jax.jit(step, donate_argnums=(0,))
+    return jax.pmap(step, axis_name=axis_name, in_axes=(None, 0, None), out_axes=(None, None),
+                    donate_argnums=(0,))
+
+
+def make_eval_step(model: SEDModel, pmapped: bool = True):
+    """Inference step: pmapped (`[devices, b, ...]` in and out) or jitted (`[b, ...]`)."""
+    eval_model = model.clone(axis_name=None)
+    step = functools.partial(eval_step, model=eval_model)
+    if not pmapped:
+        return jax.jit(step)
+    return jax.pmap(step, in_axes=(None, 0), out_axes=0)
