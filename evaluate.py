@@ -49,7 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="metrics of a run on a split")
     _run_args(run)
     run.add_argument("--batch", type=int, help="evaluation batch size (default: the run's global batch)")
-    run.add_argument("--threshold", type=float, default=0.5, help="frame activity threshold (localisation)")
+    run.add_argument("--threshold", type=float, default=None,
+                     help="frame activity threshold for localisation (default: the one chosen on "
+                          "the validation split, stored in WORKDIR/postprocessing.json)")
+    run.add_argument("--reselect", action="store_true",
+                     help="choose the localisation read-out, median filter and threshold on the "
+                          "validation split again")
     fig = sub.add_parser("figure", help="the paper's Fig. 3 for clips of a split")
     _run_args(fig)
     fig.add_argument("clips", nargs="*", metavar="CLIP_NAME", help="mixture name(s) of the split")
@@ -101,12 +106,13 @@ def translate_legacy(argv: list[str]) -> list[str]:
 def _evaluate(args) -> int:
     from twostep_jax.evaluation.report import write_report
     from twostep_jax.evaluation.restore import load_run
-    from twostep_jax.evaluation.score import evaluate_split
+    from twostep_jax.evaluation.score import choose_postprocessing, evaluate_split
 
     run = load_run(args.workdir, step=args.step)
     print(f"evaluating {run.describe()} on the {args.split} split", file=sys.stderr, flush=True)
+    postprocessing = choose_postprocessing(run, args.batch, reselect=args.reselect)
     report, predictions = evaluate_split(run, args.split, args.data, args.snr, args.allow_other_data,
-                                         args.threshold, args.batch)
+                                         args.threshold, args.batch, postprocessing)
     print(write_report(args.workdir, report, predictions))
     return 0
 
@@ -114,12 +120,14 @@ def _evaluate(args) -> int:
 def _figures(args) -> int:
     from twostep_jax.evaluation.clip_figures import draw_clip_figures, select_clips
     from twostep_jax.evaluation.restore import load_run
-    from twostep_jax.evaluation.score import load_split
+    from twostep_jax.evaluation.score import choose_postprocessing, load_split
 
     run = load_run(args.workdir, step=args.step)
     _, clips = load_split(run, args.split, args.data, args.snr, args.allow_other_data)
     indices = select_clips(clips, args.clips, args.random, args.seed)
-    for path in draw_clip_figures(run, clips, indices, os.path.join(args.workdir, "figures"), f"{args.split}_"):
+    postprocessing = choose_postprocessing(run)
+    for path in draw_clip_figures(run, clips, indices, os.path.join(args.workdir, "figures"), f"{args.split}_",
+                                  postprocessing):
         print(path)
     return 0
 
@@ -177,7 +185,8 @@ def main(argv=None) -> int:
         parser.error("figure: name clips (CLIP_NAME ...) or pass --random N")
     if getattr(args, "top", 1) < 1 or getattr(args, "random", 0) < 0 or (getattr(args, "batch", None) or 1) < 1:
         parser.error("--top and --batch must be >= 1, --random >= 0")
-    if not 0.0 <= getattr(args, "threshold", 0.5) < 1.0:
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and not 0.0 <= threshold < 1.0:
         parser.error("--threshold must be in [0, 1)")
     if mode in (_evaluate, _figures):
         # Datasets are read with TensorFlow: keep it off any GPU (JAX owns the accelerators).

@@ -38,6 +38,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "shuffled: a fresh permutation per repeat")
     p.add_argument("--seed", type=int, default=None,
                    help=f"builtin: corpus synthesis seed (default {builtin_corpus.SEED})")
+    p.add_argument("--min-verified-per-fold", type=int, default=None,
+                   help=f"builtin: below full size, at least this many distinct verified event "
+                        f"recordings per class per fold (default "
+                        f"{builtin_corpus.MIN_VERIFIED_PER_FOLD}; 0: the real data's reuse ratio "
+                        f"at every size)")
     p.add_argument("--save-audio", action="store_true",
                    help="also write each mixture as DATA_DIR/audio/snr_<snr>/<name>.wav")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -51,8 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error("--source dcase needs --events-dir and --scenes-dir")
         if args.seed is not None:
             p.error("--seed applies to --source builtin (the recipe's own seed is fixed: 1234)")
+        if args.min_verified_per_fold is not None:
+            p.error("--min-verified-per-fold applies to --source builtin")
     elif args.events_dir or args.scenes_dir:
         p.error("--events-dir/--scenes-dir apply to --source dcase")
+    elif args.min_verified_per_fold is not None and args.min_verified_per_fold < 0:
+        p.error("--min-verified-per-fold must be >= 0")
     return args
 
 
@@ -70,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
                                            **options)
         else:
             seed = builtin_corpus.SEED if args.seed is None else args.seed
-            result = prepare.prepare_builtin(args.out, args.snr, seed=seed, **options)
+            floor = (builtin_corpus.MIN_VERIFIED_PER_FOLD if args.min_verified_per_fold is None
+                     else args.min_verified_per_fold)
+            result = prepare.prepare_builtin(args.out, args.snr, seed=seed,
+                                             min_verified_per_fold=floor, **options)
     except (DataPrepError, AudioError) as e:
         print(f"data_prep: error: {e}", file=sys.stderr)
         return 2

@@ -225,16 +225,24 @@ def prepare_dcase(events_dir: str | Path, scenes_dir: str | Path, out_dir: str |
 
 def prepare_builtin(out_dir: str | Path, snrs: Sequence[int], seed: int = builtin_corpus.SEED,
                     mixtures_per_fold: int = recipe.MIXTURES_PER_FOLD,
+                    min_verified_per_fold: int = builtin_corpus.MIN_VERIFIED_PER_FOLD,
                     **options) -> PrepareResult:
-    """No download: generate the procedural corpus under DATA_DIR/sources, then the same recipe."""
+    """No download: generate the procedural corpus under DATA_DIR/sources, then the same recipe.
+
+    `min_verified_per_fold`: the built-in source's size rule (`builtin_corpus.corpus_size`),
+    recorded with the dataset's source description."""
     out_dir = Path(out_dir).resolve()
-    source = {"source": "builtin", "builtin_seed": seed, "builtin_version": builtin_corpus.CORPUS_VERSION}
+    n_events, _ = builtin_corpus.corpus_size(mixtures_per_fold, min_verified_per_fold, seed)
+    counts = builtin_corpus.verified_per_class_per_fold(n_events, seed)
+    source = {"source": "builtin", "builtin_seed": seed, "builtin_version": builtin_corpus.CORPUS_VERSION,
+              "min_verified_per_fold": min_verified_per_fold, "event_clips": n_events,
+              "verified_per_class_per_fold": {"min": int(counts.min()), "mean": float(counts.mean())}}
     log = options.get("log", _log)
 
     def sources() -> tuple[Path, Path]:
         return builtin_corpus.ensure_corpus(
             out_dir / "sources", mixtures_per_fold=mixtures_per_fold, seed=seed,
-            workers=options.get("workers"), log=log)
+            workers=options.get("workers"), log=log, min_verified_per_fold=min_verified_per_fold)
 
     return prepare_datasets(sources, out_dir, snrs, class_names=synth_events.CLASS_NAMES,
                             source=source, mixtures_per_fold=mixtures_per_fold, **options)

@@ -23,7 +23,7 @@ ORDER = [
     "viz.figures",
     "train.workdir", "train.checkpoint", "train.metric_writer", "train.step", "train.predict",
     "train.loop",
-    "evaluation.restore", "evaluation.score", "evaluation.report", "evaluation.clip_figures",
+    "evaluation.restore", "evaluation.postprocess", "evaluation.score", "evaluation.report", "evaluation.clip_figures",
     "evaluation.tagging",
     "viz.tables", "flags", "sweep",
     "benchmark.flops", "benchmark.report", "benchmark.torch_reference", "benchmark.run",

@@ -26,7 +26,10 @@ TF_ATTENTION = "tf_attention"
 
 BACKBONES = (VGG_POOLED, VGG_BOTTLENECK, ATROUS)
 HEAD_NAMES = (TWO_STEP, GMP, GAP, GWRP, ATROUS_ATTENTION, TF_ATTENTION)  # model/heads.py: HEADS
-ATTENTION_FORMS = ("released_code", "paper_equations")
+# Two-step head: the released code's / the paper's equations' Dense layers over absolute mel and
+# time positions, or `content`: a time step computed per frame from that frame's class evidence
+# (weights shared over time, so the time attention can follow the events; model/heads.py).
+ATTENTION_FORMS = ("released_code", "paper_equations", "content")
 DECODER_OUTPUTS = ("relu", "linear")
 DTYPES = ("float32", "bfloat16")
 CONV_IMPLS = ("auto", "xla", "shifted_gemm")  # see model/ops.py

@@ -16,9 +16,15 @@ Grids:
   (Table IV) plus 2APAE at α = 0 and 0.01 (Table V), × SNR 0/10/20 dB × test folds 1-4 = 96 runs.
   Baselines have no decoder, so α does not enter their loss; their folders say `a0`.
 * `quick` — the same rows at preset `cpu_small`, batch 8, 8 epochs, SNR 0 and 20 dB, test fold
-  1 (16 runs): a CPU-sized rehearsal of both tables, meant for a built-in dataset of 64 mixtures
-  per fold (`python -m data_prep --source builtin --mixtures-per-fold 64 --snr 0 20`). Measured
-  on 2 CPU cores (README): 47 min 56 s for the grid, 3-4 min per 2APAE cell.
+  1 (16 runs): a CPU-sized rehearsal of both tables, one run per cell.
+* `cpu_table` — a seeded CPU-scale Table IV: 2APAE (α = 0.001 and α = 0), GAP, GMP and Atrous
+  AP at 0 and 20 dB, test fold 1, seeds 0/1/2 (30 runs, `cpu_small`, 4 epochs), meant for a
+  built-in dataset of 100 mixtures per fold (`python -m data_prep --source builtin
+  --mixtures-per-fold 100 --snr 0 20`). The tables give mean ± std over seeds and mark which
+  differences to 2APAE exceed two standard errors (`viz.tables`).
+* `localisation` — what localises: 2APAE with the released, paper-equation and content-based
+  time attention, GAP and GMP, at 20 dB, test fold 1, `cpu_small` with the demo's recipe;
+  `python evaluate.py table RUNS_DIR` prints their localisation table.
 """
 
 from __future__ import annotations
@@ -54,17 +60,26 @@ class Cell:
     test_fold: int
     preset: str
     overrides: tuple[tuple[str, Any], ...] = ()  # extra TrainConfig fields (e.g. epochs)
+    seed: int | None = None  # None: the config's seed, and no seed folder
+    model_overrides: tuple[tuple[str, Any], ...] = ()  # ModelConfig fields (e.g. attention_form)
 
     def workdir(self, runs_dir: str) -> str:
-        return os.path.join(runs_dir, f"{self.model}_a{self.alpha:g}", f"snr{self.snr}", f"fold{self.test_fold}")
+        variant = "".join(f"-{v}" for _, v in self.model_overrides)
+        parts = [runs_dir, f"{self.model}{variant}_a{self.alpha:g}", f"snr{self.snr}", f"fold{self.test_fold}"]
+        return os.path.join(*parts, *([f"seed{self.seed}"] if self.seed is not None else []))
 
     def config(self, data_dir: str) -> TrainConfig:
+        extra = dict(self.overrides)
+        if self.seed is not None:
+            extra["seed"] = self.seed
         return train_config(self.preset, model=self.model, alpha=self.alpha, snr=self.snr,
                             test_fold=self.test_fold, data_dir=data_dir, progress=False,
-                            **dict(self.overrides))
+                            model_overrides=dict(self.model_overrides), **extra)
 
     def label(self) -> str:
-        return f"{self.model} α={self.alpha:g} snr{self.snr} fold{self.test_fold}"
+        variant = "".join(f" {k}={v}" for k, v in self.model_overrides)
+        seed = f" seed{self.seed}" if self.seed is not None else ""
+        return f"{self.model}{variant} α={self.alpha:g} snr{self.snr} fold{self.test_fold}{seed}"
 
 
 def _rows() -> list[tuple[str, float]]:
@@ -73,17 +88,33 @@ def _rows() -> list[tuple[str, float]]:
             + [("2apae", a) for a in TABLE_V_ALPHAS if a != TABLE_IV_ALPHA])
 
 
-def _grid(preset: str, snrs, folds, **overrides) -> list[Cell]:
-    # Fold-major order: after each fold every table cell has one more sample.
-    return [Cell(model, alpha, snr, fold, preset, tuple(sorted(overrides.items())))
-            for fold in folds for snr in snrs for model, alpha in _rows()]
+def _grid(preset: str, snrs, folds, rows=None, seeds=(None,), **overrides) -> list[Cell]:
+    """Cells of (model, α[, model overrides]) rows; fold- and seed-major order, so that after
+    each fold (and seed) every table cell has one more sample."""
+    cells = []
+    for fold in folds:
+        for seed in seeds:
+            for snr in snrs:
+                for row in rows or _rows():
+                    model, alpha, *model_overrides = row
+                    cells.append(Cell(model, alpha, snr, fold, preset, tuple(sorted(overrides.items())),
+                                      seed, tuple(model_overrides[0].items()) if model_overrides else ()))
+    return cells
 
+
+# The seeded CPU table's rows (issue: 2APAE with and without the decoder loss, GAP, GMP, Atrous AP).
+CPU_TABLE_ROWS = (("2apae", TABLE_IV_ALPHA), ("2apae", 0.0), ("gap", 0.0), ("gmp", 0.0), ("atrous_ap", 0.0))
+LOCALISATION_ROWS = (("2apae", TABLE_IV_ALPHA), ("2apae", TABLE_IV_ALPHA, {"attention_form": "paper_equations"}),
+                     ("2apae", TABLE_IV_ALPHA, {"attention_form": "content"}), ("gap", 0.0), ("gmp", 0.0))
 
 GRIDS: dict[str, Callable[[], list[Cell]]] = {
     "paper_table4": lambda: _grid("paper", (0, 10, 20), (1, 2, 3, 4)),
-    # Sized for 2 CPU cores on a 64-mixtures-per-fold built-in dataset (see README): batch 8
-    # for more updates per clip; 8 epochs (~170 updates) is what fits in the 60-minute budget.
+    # Sized for 2 CPU cores on a 64-mixtures-per-fold built-in dataset: batch 8 for more updates
+    # per clip; 8 epochs.
     "quick": lambda: _grid("cpu_small", (0, 20), (1,), epochs=8, global_batch=8),
+    # 30 runs in the 90-minute budget of 2 CPU cores: 4 epochs of a 100-mixtures-per-fold build.
+    "cpu_table": lambda: _grid("cpu_small", (0, 20), (1,), rows=CPU_TABLE_ROWS, seeds=(0, 1, 2), epochs=4),
+    "localisation": lambda: _grid("cpu_small", (20,), (1,), rows=LOCALISATION_ROWS),
 }
 
 

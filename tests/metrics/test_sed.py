@@ -326,6 +326,74 @@ def test_psds_hand_computed_curve():
     assert roc.etpr.tolist() == [0.0, 1.0, 1.0]
 
 
+def test_exact_psds_finds_the_operating_point_between_grid_thresholds():
+    # One 36 s clip (0.01 h: one FP = 100 / h), one class. GT [1, 2) scored 0.508,
+    # a false alarm [5, 6) scored 0.502: both lie between the grid's neighbours
+    # 0.49 and 0.51. Only θ in [0.502, 0.508) detects the event without the alarm.
+    ref = [[(0, 1.0, 2.0)]]
+    p = probs_from_runs(360, 1, [(0, 10, 20, 0.508), (0, 50, 60, 0.502)])
+    kw = dict(hop_s=HOP, clip_duration=36.0, max_efpr=100.0, alpha_st=0.0)
+    # Exact: operating points (TPR, eFPR) = (1, 100) below 0.502, (1, 0) at θ = 0.502,
+    # (0, 0) from 0.508 -> TPR 1 from eFPR 0 -> PSDS 1.
+    assert sm.psds([p], ref, **kw) == pytest.approx(1.0)
+    # Grid: at θ <= 0.49 both are detected (TPR 1 at eFPR 100 = max_efpr), at θ >= 0.51
+    # nothing -> TPR 0 on [0, 100) -> PSDS 0.
+    assert sm.psds([p], ref, thresholds=sm.DEFAULT_PSDS_THRESHOLDS, **kw) == pytest.approx(0.0)
+    roc = sm.psd_roc([p], ref, **kw)
+    # Class 0's distinct scores (-1 = everything active) and the counts there.
+    assert roc.thresholds[0].tolist() == [-1.0, 0.0, 0.502, 0.508]
+    # θ = -1: one run over the whole clip: 1 s of 36 on the event fails the DTC -> FP 1, and
+    # an event covered only by irrelevant detections is missed -> TP 0. θ = 0: two runs, the
+    # event's (TP) and the alarm (FP). θ = 0.502: the event's run only. θ = 0.508: nothing.
+    assert roc.tps[0].tolist() == [0, 1, 1, 0]
+    assert roc.fps[0].tolist() == [1, 1, 0, 0]
+
+
+def test_exact_psds_counts_false_alarms_of_classes_without_references():
+    # Class 1 has no reference in the clip: every run above θ is an FP. Its scores
+    # 0.2 on [0, 1), 0.6 on [2, 3), 0.4 on [3, 4), 0 elsewhere: θ < 0 one run (the whole
+    # clip); θ in [0, 0.2) runs [0, 1) and [2, 4) -> 2; θ in [0.2, 0.4) run [2, 4) and
+    # θ in [0.4, 0.6) run [2, 3) -> 1 (0.4 changes a run, not the count); θ >= 0.6: none.
+    ref = [[(0, 5.0, 6.0)]]
+    p = probs_from_runs(100, 2, [(0, 50, 60, 0.9), (1, 0, 10, 0.2), (1, 20, 30, 0.6),
+                                 (1, 30, 40, 0.4)])
+    roc = sm.psd_roc([p], ref, HOP, DUR)
+    assert roc.thresholds[1].tolist() == [-1.0, 0.0, 0.2, 0.6]
+    assert roc.fps[1].tolist() == [1, 2, 1, 0]
+    assert roc.tps[1].tolist() == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_psds_equals_a_grid_holding_every_score(seed):
+    # Independent check: the grid routine evaluated at every distinct score (+ 0, below
+    # every score here) reaches every operating point, so it must equal the exact value;
+    # the default 50-point grid can only be lower (alpha_st = 0: fewer points, lower staircase).
+    rng = np.random.default_rng(seed)
+    probs, refs = [], []
+    for _ in range(6):
+        p = np.clip(rng.beta(0.6, 2.0, (100, 4)) * 0.9 + 0.05, 0.0, 0.99)
+        ev = []
+        for k in range(4):
+            if rng.random() < 0.6:
+                a = int(rng.integers(0, 80))
+                b = a + int(rng.integers(5, 20))
+                p[a:b, k] = np.clip(p[a:b, k] + rng.uniform(0.1, 0.6), 0.0, 0.99)
+                ev.append((k, a * HOP, b * HOP))
+        probs.append(p)
+        refs.append(ev)
+    every = np.r_[0.0, np.unique(np.concatenate([p.ravel() for p in probs]))]
+    for alpha_st in (0.0, 1.0):
+        for mf in (1, 3):
+            exact = sm.psds(probs, refs, HOP, DUR, alpha_st=alpha_st, median_filter=mf)
+            full_grid = sm.psds(probs, refs, HOP, DUR, alpha_st=alpha_st, median_filter=mf,
+                                thresholds=every[every < 1.0])
+            assert exact == pytest.approx(full_grid, abs=1e-12)
+            if alpha_st == 0.0:
+                coarse = sm.psds(probs, refs, HOP, DUR, alpha_st=0.0, median_filter=mf,
+                                 thresholds=sm.DEFAULT_PSDS_THRESHOLDS)
+                assert coarse <= exact + 1e-12
+
+
 def test_psds_roc_keeps_best_tpr_when_lower_thresholds_merge_detections():
     # One 36 s clip (0.01 h, one FP = 100 / h), GT [1, 2) scored 0.8 with a
     # 0.4 tail on [2, 4). θ = 0.5: [1, 2) -> TP, no FP -> (0, 1).

@@ -10,7 +10,7 @@ from twostep_jax import create_model
 from twostep_jax.model.heads import gwrp_weights
 
 
-@pytest.mark.parametrize("form", ["released_code", "paper_equations"])
+@pytest.mark.parametrize("form", ["released_code", "paper_equations", "content"])
 def test_two_step_attention_weights_are_distributions(form, x_small):
     model = create_model("2apae", "test_tiny", attention_form=form, **SMALL)
     _, out = forward(model, x_small)
@@ -20,6 +20,60 @@ def test_two_step_attention_weights_are_distributions(form, x_small):
     # clip probability = time-attention-weighted sum of the time-class branch (released form)
     if form == "released_code":
         assert np.all(np.asarray(out["freq_pooled"]) > 0) and np.all(np.asarray(out["freq_pooled"]) < 1)
+
+
+def test_content_time_attention_shapes_and_clip_pooling(x_small):
+    model = create_model("2apae", "test_tiny", attention_form="content", **SMALL)
+    variables, out = forward(model, x_small)
+    b, t, k = x_small.shape[0], SMALL["frames"], SMALL["classes"]
+    # Its weights are [K, K] per frame (shared over time), not [T, T] over positions.
+    dense = variables["params"]["classifier"]["time_attention"]
+    assert dense["class_dense"]["kernel"].shape == (k, k) == dense["attention_dense"]["kernel"].shape
+    assert out["time_attention"].shape == (b, k, t)
+    outputs = {n: np.asarray(v) for n, v in out["frame_outputs"].items()}
+    assert sorted(outputs) == ["frame_class", "freq_pooled", "time_attention"]
+    assert all(v.shape == (b, t, k) and v.min() >= 0 and v.max() <= 1 for v in outputs.values())
+    # clip = sum over time of the frame class probabilities weighted by the time attention
+    pooled = np.sum(outputs["frame_class"] * np.swapaxes(np.asarray(out["time_attention"]), 1, 2), axis=1)
+    np.testing.assert_allclose(np.asarray(out["clip_probs"]), pooled, rtol=1e-5, atol=1e-6)
+
+
+def test_content_time_attention_is_translation_equivariant():
+    # An event-like blob in silence, and the same blob 10 frames later: away from the clip edges
+    # (where the convolutions' zero padding differs) the frame outputs move with it, and the time
+    # attention keeps its shape (softmax over the whole clip: equal up to one normaliser).
+    frames, mels, shift, margin = 96, 12, 10, 24
+    x = np.zeros((1, frames, mels), np.float32)
+    x[0, 36:46, 3:8] = 2.0 + np.random.default_rng(0).normal(size=(10, 5))
+    x_shifted = np.roll(x, shift, axis=1)
+    model = create_model("2apae", "test_tiny", attention_form="content", frames=frames, mels=mels, classes=5)
+    variables, out = forward(model, x)
+    shifted = model.apply(variables, x_shifted, train=False)
+    inner = slice(margin, frames - shift - margin)
+    moved = slice(margin + shift, frames - margin)
+    for name in ("frame_class", "freq_pooled"):
+        np.testing.assert_allclose(np.asarray(shifted["frame_outputs"][name])[0, moved],
+                                   np.asarray(out["frame_outputs"][name])[0, inner], rtol=1e-4, atol=1e-5)
+    a = np.asarray(out["time_attention"])[0, :, inner]
+    a_shifted = np.asarray(shifted["time_attention"])[0, :, moved]
+    np.testing.assert_allclose(a_shifted / a_shifted.sum(-1, keepdims=True), a / a.sum(-1, keepdims=True),
+                               rtol=1e-4)
+    # The released form's time step is a Dense over absolute positions: it is not equivariant.
+    released = create_model("2apae", "test_tiny", frames=frames, mels=mels, classes=5)
+    variables, out = forward(released, x)
+    shifted = released.apply(variables, x_shifted, train=False)
+    r, r_shifted = np.asarray(out["time_attention"])[0, :, inner], np.asarray(shifted["time_attention"])[0, :, moved]
+    assert not np.allclose(r_shifted / r_shifted.sum(-1, keepdims=True), r / r.sum(-1, keepdims=True), rtol=1e-2)
+
+
+def test_every_head_offers_frame_outputs_in_unit_range(x_small):
+    for name in ("gap", "gmp", "atrous_ap", "attention", "2apae"):
+        _, out = forward(create_model(name, "test_tiny", **SMALL), x_small)
+        assert out["frame_outputs"], name
+        for key, value in out["frame_outputs"].items():
+            value = np.asarray(value)
+            assert value.shape == (x_small.shape[0], SMALL["frames"], SMALL["classes"]), (name, key)
+            assert value.min() >= 0.0 and value.max() <= 1.0 + 1e-6, (name, key)
 
 
 def test_attention_forms_differ(x_small):

@@ -65,11 +65,12 @@ def test_table_iv_markdown(runs_dir):
     # Paper order (GAP, GMP, 2APAE). Folds 1-3 give mean BASE + 0.02 and
     # sample std 0.01 (population std would print 0.0082). GMP at 0 dB has a
     # single fold (0.50 - 0.10 + 0.01 = 0.41): no ±. 2APAE uses α = 0.001
-    # (0.72), not α = 0 (0.67).
+    # (0.72), not α = 0 (0.67). ▼: below 2APAE by more than 2 standard errors of the difference
+    # (sqrt(0.01²/3 + 0.01²/3) = 0.0082); equal AUCs and single-run cells carry no mark.
     assert lines[4:7] == [
-        "| GAP | 0.4200 ± 0.0100 (3) | 0.3700 ± 0.0100 (3) | 0.9200 ± 0.0100 (3) "
-        "| 0.3200 ± 0.0100 (3) | 0.2700 ± 0.0100 (3) | 0.9200 ± 0.0100 (3) |",
-        "| GMP | 0.5200 ± 0.0100 (3) | 0.4700 ± 0.0100 (3) | 0.9200 ± 0.0100 (3) "
+        "| GAP | 0.4200 ± 0.0100 (3) ▼ | 0.3700 ± 0.0100 (3) ▼ | 0.9200 ± 0.0100 (3) "
+        "| 0.3200 ± 0.0100 (3) ▼ | 0.2700 ± 0.0100 (3) ▼ | 0.9200 ± 0.0100 (3) |",
+        "| GMP | 0.5200 ± 0.0100 (3) ▼ | 0.4700 ± 0.0100 (3) ▼ | 0.9200 ± 0.0100 (3) "
         "| 0.4100 (1) | 0.3600 (1) | 0.9100 (1) |",
         "| 2APAE | 0.7200 ± 0.0100 (3) | 0.6700 ± 0.0100 (3) | 0.9200 ± 0.0100 (3) "
         "| 0.6200 ± 0.0100 (3) | 0.5700 ± 0.0100 (3) | 0.9200 ± 0.0100 (3) |",
@@ -105,7 +106,8 @@ def test_table_v(runs_dir):
     lines = md.splitlines()
     assert lines[2].startswith("| 2APAE | 20 dB micro-P |")
     # α ascending; α = 0 was only run at 20 dB -> dashes at 0 dB.
-    assert lines[4] == ("| α = 0.0 | 0.6700 ± 0.0100 (3) | 0.6200 ± 0.0100 (3) | 0.9200 ± 0.0100 (3) "
+    # 0.67 vs 0.72: 0.05 > 2 x 0.0082 -> ▼
+    assert lines[4] == ("| α = 0.0 | 0.6700 ± 0.0100 (3) ▼ | 0.6200 ± 0.0100 (3) ▼ | 0.9200 ± 0.0100 (3) "
                         "| – | – | – |")
     assert lines[5].startswith("| α = 0.001 | 0.7200 ± 0.0100 (3) |")
     rows = rows_of(text)
@@ -138,7 +140,7 @@ def test_presets_must_not_mix(runs_dir):
 def test_duplicate_cell_is_an_error(runs_dir):
     dup = runs_dir / "rerun"
     write_run(dup, "gmp", 0.0, 20, 2)
-    with pytest.raises(ValueError, match=r"two runs for the same cell \(row 'gmp', SNR 20, fold 2\)"):
+    with pytest.raises(ValueError, match=r"two runs for the same cell \(row 'gmp', SNR 20, fold 2, seed 0\)"):
         tables.table_iv(tables.collect_runs(runs_dir))
 
 
@@ -166,3 +168,45 @@ def test_malformed_eval_json(tmp_path):
     (d / "eval_test.json").write_text(json.dumps({"clip": {"micro_ap": "high"}}))
     with pytest.raises(ValueError, match="clip.micro_ap must be a number"):
         tables.table_iv(tables.collect_runs(tmp_path))
+
+
+def test_significance_is_two_standard_errors_of_the_difference():
+    # se = sqrt(0.03²/3 + 0.04²/4) = sqrt(0.0003 + 0.0004) = 0.026458; 2 se = 0.052915
+    assert tables.significance((0.60, 0.03, 3), (0.547, 0.04, 4)) == " ▲"   # +0.053
+    assert tables.significance((0.60, 0.03, 3), (0.548, 0.04, 4)) == ""     # +0.052
+    assert tables.significance((0.548, 0.04, 4), (0.60, 0.03, 3)) == ""
+    assert tables.significance((0.50, 0.03, 3), (0.60, 0.04, 4)) == " ▼"
+    assert tables.significance((0.10, float("nan"), 1), (0.90, 0.01, 3)) == ""  # one run: no test
+
+
+def test_seeds_are_samples_and_variants_are_rows(tmp_path):
+    """Seeded runs of one fold (the cpu_table grid) aggregate as mean ± std over seeds; a 2APAE
+    with another time attention is its own row; marks follow the 2-SE rule."""
+    root = tmp_path / "runs"
+    values = {("2apae", "released_code"): (0.60, 0.62, 0.64), ("gap", "released_code"): (0.50, 0.60, 0.70),
+              ("gmp", "released_code"): (0.40, 0.41, 0.42), ("2apae", "content"): (0.70, 0.71, 0.72)}
+    for (model, form), micro in values.items():
+        for seed, v in enumerate(micro):
+            d = root / f"{model}-{form}" / f"seed{seed}"
+            d.mkdir(parents=True)
+            alpha = 0.001 if model == "2apae" else 0.0
+            (d / "run_config.json").write_text(json.dumps(
+                {"model": model, "snr": 20, "test_fold": 1, "alpha": alpha, "preset": "cpu_small",
+                 "seed": seed, "model_config": {"attention_form": form}}))
+            (d / "eval_test.json").write_text(json.dumps({"clip": {"micro_ap": v, "macro_ap": v, "macro_auc": v}}))
+    md, text = tables.table_iv(tables.collect_runs(root))
+    lines = {line.split(" | ")[0]: line for line in md.split("localisation")[0].splitlines() if line.startswith("| ")}
+    # 2APAE: mean 0.62, std 0.02. GAP: mean 0.60, std 0.10 -> se 0.0589: no mark. GMP 0.41 ± 0.01
+    # -> se 0.0129, 0.21 below: ▼. Content: 0.71 ± 0.01, 0.09 above: ▲.
+    assert lines["| 2APAE"].startswith("| 2APAE | 0.6200 ± 0.0200 (3) |")
+    assert lines["| GAP"].startswith("| GAP | 0.6000 ± 0.1000 (3) |")
+    assert lines["| GMP"].startswith("| GMP | 0.4100 ± 0.0100 (3) ▼ |")
+    assert lines["| 2APAE (content)"].startswith("| 2APAE (content) | 0.7100 ± 0.0100 (3) ▲ |")
+    assert list(rows_of(text)) == ["gap", "gmp", "2apae", "2apae:content"]
+    # Two runs of one seed are one cell twice: refused.
+    dup = root / "again"
+    dup.mkdir()
+    (dup / "run_config.json").write_text((root / "gmp-released_code" / "seed0" / "run_config.json").read_text())
+    (dup / "eval_test.json").write_text(json.dumps({"clip": {"micro_ap": 0.4}}))
+    with pytest.raises(ValueError, match="two runs for the same cell.*seed 0"):
+        tables.table_iv(tables.collect_runs(root))

@@ -16,10 +16,12 @@ from typing import Sequence
 import numpy as np
 
 from twostep_jax.data.dataset import ClipArrays
-from twostep_jax.data.features import HOP_S
+from twostep_jax.data.features import CLIP_SECONDS, HOP_S
 from twostep_jax.data.input_pipeline import normalize
+from twostep_jax.evaluation.postprocess import readout
 from twostep_jax.evaluation.restore import LoadedRun
 from twostep_jax.fileio import safe_filename
+from twostep_jax.metrics.sed import frame_probs_to_events, median_smooth
 from twostep_jax.viz.figures import figure_arrays, plot_attention_figure
 
 
@@ -39,10 +41,22 @@ def select_clips(clips: ClipArrays, names: Sequence[str] = (), random_n: int = 0
     return chosen + sorted(int(i) for i in picked)
 
 
+def localisation_panel(outputs: dict, postprocessing: dict, class_names: Sequence[str]) -> dict:
+    """Panel 8 of clip 0 of `outputs`: the chosen read-out after its median filter, [K, T], and the
+    events detected at the chosen threshold."""
+    scores = readout(outputs, postprocessing["readout"])[0]
+    m, t = postprocessing["median_filter"], postprocessing["threshold"]
+    return {"scores": median_smooth(scores, m).T,
+            "detections": frame_probs_to_events(scores, HOP_S, t, m, float(CLIP_SECONDS)),
+            "title": (f"localisation read-out `{postprocessing['readout']}` (median filter {m}, "
+                      f"chosen on validation); white: detections > {t:g}, cyan: ground truth")}
+
+
 def draw_clip_figures(run: LoadedRun, clips: ClipArrays, indices: Sequence[int], out_dir: str | Path,
-                      prefix: str = "") -> list[Path]:
-    """One 7-panel PNG per clip, `out_dir/<prefix><mixture_name>.png`, with the clip's ground-truth
-    events overlaid; returns the paths."""
+                      prefix: str = "", postprocessing: dict | None = None) -> list[Path]:
+    """One Fig. 3 PNG per clip, `out_dir/<prefix><mixture_name>.png`, with the clip's ground-truth
+    events overlaid (and, given the run's `postprocessing`, panel 8: what it localises); returns
+    the paths."""
     names = run.class_names
     paths = []
     for i in indices:
@@ -55,5 +69,6 @@ def draw_clip_figures(run: LoadedRun, clips: ClipArrays, indices: Sequence[int],
                  f"ground truth: {', '.join(labels) or 'none'}")
         paths.append(plot_attention_figure(
             Path(out_dir) / f"{prefix}{safe_filename(name)}.png", x[0], class_names=names,
-            ref_events=clips.events[i], hop_s=HOP_S, title=title, **figure_arrays(outputs, 0)))
+            ref_events=clips.events[i], hop_s=HOP_S, title=title, **figure_arrays(outputs, 0),
+            localisation=None if postprocessing is None else localisation_panel(outputs, postprocessing, names)))
     return paths

@@ -79,7 +79,7 @@ class LoadedRun:
         """
         logmel = np.asarray(logmel, np.float32)
         out = self._jit_forward(self.variables, logmel)
-        return {k: np.asarray(v) for k, v in jax.device_get(out).items()}
+        return jax.tree.map(np.asarray, jax.device_get(out))
 
 
 def _structure_diff(a: ModelConfig, b: ModelConfig) -> list[str]:

@@ -5,8 +5,11 @@
 
 Splits (`data.dataset.load_split`): `test` = the held-out fold; `val` / `train` = exactly the
 carve training used. Clip metrics are `metrics.clip.clip_metrics` on `train.predict`'s clip
-probabilities; localisation metrics are `metrics.sed.localisation_metrics` on its frame
-probabilities `[N, T, K]` against the clips' strong labels (hop `data.features.HOP_S`).
+probabilities; localisation metrics are `metrics.sed.localisation_metrics` against the clips'
+strong labels (hop `data.features.HOP_S`), twice: `localisation` on the read-out, median filter
+and threshold chosen on the validation split (`evaluation.postprocess`, chosen once per
+checkpoint and stored with the run), and `localisation_raw` on the released model's
+`frame_probs` at threshold 0.5 without post-processing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import jax
 
 from twostep_jax.data import dataset
 from twostep_jax.data.features import CLIP_SECONDS, HOP_S
+from twostep_jax.evaluation import postprocess
 from twostep_jax.evaluation.restore import LoadedRun, check_data
 from twostep_jax.metrics.clip import clip_metrics
 from twostep_jax.metrics.sed import localisation_metrics
@@ -45,22 +49,46 @@ def load_split(run: LoadedRun, split: str = "test", data_dir: str | None = None,
     return dataset.load_split(config, split)
 
 
+def choose_postprocessing(run: LoadedRun, batch: int | None = None, reselect: bool = False) -> dict:
+    """The run's read-out, median filter and threshold (chosen on its validation split for its
+    current checkpoint, once; stored in WORKDIR/postprocessing.json)."""
+    checkpoint = {"kind": run.kind, "step": run.step}
+    stored = None if reselect else postprocess.load_postprocessing(run.workdir, checkpoint)
+    if stored is not None:
+        return stored
+    _, val = load_split(run, "val")
+    out = predict(make_eval_step(run.model), run.variables, val, run.norm_stats,
+                  batch or run.config.global_batch, keep_frames=True)
+    choice = postprocess.select_postprocessing(out, val.events, HOP_S, float(CLIP_SECONDS))
+    return postprocess.save_postprocessing(run.workdir, choice, checkpoint)
+
+
 def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = None,
                    snr: int | None = None, allow_other_data: bool = False,
-                   threshold: float = 0.5, batch: int | None = None) -> tuple[dict, dict]:
+                   threshold: float | None = None, batch: int | None = None,
+                   postprocessing: dict | None = None) -> tuple[dict, dict]:
     """Metrics of `run` on `split` and the predictions they were computed from.
 
-    Returns (report, predictions): report = {"clip": clip_metrics, "localisation": ..., run and
-    data info}; predictions = {"clip_probs": [N, K], "target": [N, K], "mixture_name": [N]}.
-    `batch` is the global evaluation batch (default: the run's training batch).
+    Returns (report, predictions): report = {"clip": clip_metrics, "localisation": ...,
+    "localisation_raw": ..., "postprocessing": ..., run and data info}; predictions =
+    {"clip_probs": [N, K], "target": [N, K], "mixture_name": [N]}. `postprocessing` defaults to
+    `choose_postprocessing(run)`; `threshold` overrides its threshold. `batch` is the global
+    evaluation batch (default: the run's training batch).
     """
     t0 = time.time()
+    if postprocessing is None:
+        postprocessing = choose_postprocessing(run, batch)
+    if threshold is not None:
+        postprocessing = dict(postprocessing, threshold=float(threshold))
     info, clips = load_split(run, split, data_dir, snr, allow_other_data)
     out = predict(make_eval_step(run.model), run.variables, clips, run.norm_stats,
                   batch or run.config.global_batch, keep_frames=True)
     clip = clip_metrics(clips.target, out["clip_probs"], run.class_names)
-    loc = localisation_metrics(list(out["frame_probs"]), clips.events, HOP_S, float(CLIP_SECONDS),
-                               threshold=threshold)
+    timing = (HOP_S, float(CLIP_SECONDS))
+    loc = localisation_metrics(list(postprocess.readout(out, postprocessing["readout"])), clips.events,
+                               *timing, threshold=postprocessing["threshold"],
+                               median_filter=postprocessing["median_filter"])
+    raw = localisation_metrics(list(out["frame_probs"]), clips.events, *timing, threshold=0.5)
     c = run.config
     report = {
         "workdir": os.path.abspath(run.workdir),
@@ -73,6 +101,9 @@ def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = N
                  "trained_fingerprint": run.dataset_fingerprint},
         "clip": clip,
         "localisation": loc,
+        "localisation_raw": raw,
+        "postprocessing": {k: postprocessing[k] for k in ("readout", "median_filter", "threshold",
+                                                          "val_psds1", "val_event_f1")},
         "devices": jax.local_device_count(),
         "seconds": time.time() - t0,
     }

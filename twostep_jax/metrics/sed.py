@@ -11,8 +11,9 @@ This module re-implements the DCASE definitions without depending on
   ``event_matching_type='optimal'`` (200 ms onset collar, offset collar
   ``max(200 ms, 20 % of the reference length)``).
 * :func:`psds` / :func:`psd_roc` -- intersection-based PSDS (Bilen et al.,
-  ICASSP 2020) as computed by ``sed_scores_eval`` (Ebbers et al., ICASSP 2022),
-  evaluated on a grid of decision thresholds.
+  ICASSP 2020) as computed by ``sed_scores_eval`` (Ebbers et al., ICASSP 2022):
+  threshold-independent, evaluated at every distinct score value (or, as an
+  option, on a grid of decision thresholds).
 * :func:`localisation_metrics` -- the flat dict ``evaluate.py`` reports.
 
 Conventions
@@ -44,14 +45,13 @@ cases; identical results otherwise -- see tests):
 * Within a clip events are processed sorted by ``(onset, offset, class)``;
   sed_eval uses input order, which only affects which leftover pairs the greedy
   substitution count picks.
-* PSDS is evaluated at the given thresholds (plus "nothing detected"), not at
-  every score change point as sed_scores_eval does. When the grid reaches
-  every operating point (e.g. quantised scores) the two agree exactly;
-  otherwise, with ``alpha_st = 0``, the grid value is a lower bound, and with
-  ``alpha_st > 0`` the std penalty makes the deviation go either way (on toy
-  data with continuous scores the default 50-threshold grid was within 0.013
-  of the exact value). Only scenario-1-style scoring is offered: there is no
-  cross-trigger term (``alpha_ct = 0``), so PSDS scenario 2 is out of scope.
+* PSDS is exact by default (``thresholds=None``): every distinct score value
+  is an operating point, as in sed_scores_eval. A threshold grid
+  (``DEFAULT_PSDS_THRESHOLDS``, 50 values) is kept as an option; it reaches
+  only the operating points on the grid, so with ``alpha_st = 0`` it is a
+  lower bound of the exact value. Only scenario-1-style scoring is offered:
+  there is no cross-trigger term (``alpha_ct = 0``), so PSDS scenario 2 is
+  out of scope.
 """
 
 from __future__ import annotations
@@ -78,6 +78,7 @@ __all__ = [
     "event_based_metrics",
     "frame_probs_to_events",
     "localisation_metrics",
+    "median_smooth",
     "psd_roc",
     "psds",
     "segment_based_metrics",
@@ -177,7 +178,7 @@ def _frame_edges(n_frames: int, hop_s: float, clip_duration: float | None) -> np
     return edges
 
 
-def _smooth(probs: np.ndarray, median_filter: int) -> np.ndarray:
+def median_smooth(probs: np.ndarray, median_filter: int) -> np.ndarray:
     """Median filter along time per class (``median_filter`` frames, odd).
 
     Median filtering commutes with thresholding (order statistic), so
@@ -227,7 +228,7 @@ def frame_probs_to_events(
     hop_s = _check_positive(hop_s, "hop_s")
     threshold = _check_unit_interval(threshold, "threshold", closed_right=False)
     edges = _frame_edges(probs.shape[0], hop_s, clip_duration)
-    active = _smooth(probs, median_filter) > threshold
+    active = median_smooth(probs, median_filter) > threshold
     events = []
     for k in range(probs.shape[1]):
         starts, stops = _runs(active[:, k])
@@ -441,15 +442,17 @@ def event_based_metrics(
 
 
 class PSDROC(NamedTuple):
-    """PSD-ROC over the threshold grid.
+    """PSD-ROC over every distinct score (exact) or over a threshold grid.
 
     Attributes:
       etpr: ``[M]`` effective TPR ``max(0, mean_k TPR_k - alpha_st * std_k TPR_k)``
         on the step grid ``efpr`` (value holds from ``efpr[i]`` to ``efpr[i+1]``).
       efpr: ``[M]`` increasing eFPR grid (per hour), ending at ``max_efpr``.
-      thresholds: ``[Θ]`` decision thresholds evaluated.
-      tps: ``[K, Θ]`` ground-truth events meeting the GTC per class/threshold.
-      fps: ``[K, Θ]`` detections failing the DTC per class/threshold.
+      thresholds: ``[Θ]`` decision thresholds evaluated (grid), or per class
+        an array of that class's distinct scores (exact; -1 = all active).
+      tps: ``[K, Θ]`` ground-truth events meeting the GTC per class/threshold
+        (grid), or per class an array aligned with ``thresholds[k]`` (exact).
+      fps: ``[K, Θ]`` detections failing the DTC, laid out as ``tps``.
       n_ref: ``[K]`` ground-truth events per class.
       classes: indices of the classes averaged (those with ground truth).
       duration_h: total evaluated audio duration in hours.
@@ -545,6 +548,72 @@ def _staircase(tpr: np.ndarray, efpr: np.ndarray, max_efpr: float):
     return tpr[keep], efpr[keep]
 
 
+def _exact_clip_steps(probs, edges, events, dtc, gtc):
+    """TP/FP counts of one clip as step functions of the threshold, for every class.
+
+    With detections ``p > θ``, a clip's counts for class k only change where θ
+    crosses one of that clip's scores of class k: they are constant on
+    ``[v_i, v_{i+1})`` between consecutive distinct scores. Returns arrays
+    ``(class, threshold, d_tp, d_fp)``: the count at θ is the sum of the deltas
+    at thresholds ``<= θ``; threshold -1 carries the value below every score
+    (all frames active).
+
+    Classes with no ground truth in the clip need no intersection test: each
+    run is a false positive, and frame t starts a run exactly for
+    ``θ in [p[t-1], p[t])`` (``p[-1] = -1``), so FP(θ) is a sum of such
+    intervals. Classes with ground truth are counted at each of their distinct
+    scores with the grid routine.
+    """
+    n_frames, n_classes = probs.shape
+    gt_cls = np.array([e[0] for e in events], dtype=int)
+    has_gt = np.zeros(n_classes, bool)
+    has_gt[gt_cls] = True
+    cls_parts, thr_parts, dtp_parts, dfp_parts = [], [], [], []
+
+    free = np.flatnonzero(~has_gt)
+    if free.size:
+        p = probs[:, free]  # [T, C]
+        prev = np.vstack([np.full((1, free.size), -1.0), p[:-1]])
+        t_idx, c_idx = np.nonzero(prev < p)
+        n = t_idx.size
+        cls_parts += [free[c_idx], free[c_idx]]
+        thr_parts += [prev[t_idx, c_idx], p[t_idx, c_idx]]
+        dtp_parts += [np.zeros(2 * n, np.int64)]
+        dfp_parts += [np.ones(n, np.int64), -np.ones(n, np.int64)]
+
+    for k in np.flatnonzero(has_gt):
+        thresholds = np.r_[-1.0, np.unique(probs[:, k])]
+        own = [(0, on, off) for c, on, off in events if c == k]
+        tps, fps = _clip_intersection_counts(probs[:, [k]], edges, own, thresholds, dtc, gtc)
+        cls_parts.append(np.full(thresholds.size, k))
+        thr_parts.append(thresholds)
+        dtp_parts.append(np.diff(tps[0], prepend=0))
+        dfp_parts.append(np.diff(fps[0], prepend=0))
+    if not cls_parts:
+        return (np.zeros(0, int), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return (np.concatenate(cls_parts), np.concatenate(thr_parts), np.concatenate(dtp_parts),
+            np.concatenate(dfp_parts))
+
+
+def _exact_counts(steps, n_classes):
+    """Per class (thresholds, TP, FP) at every distinct threshold, from clips' step deltas."""
+    cls = np.concatenate([s[0] for s in steps])
+    thr = np.concatenate([s[1] for s in steps])
+    dtp = np.concatenate([s[2] for s in steps])
+    dfp = np.concatenate([s[3] for s in steps])
+    order = np.lexsort((thr, cls))
+    cls, thr, dtp, dfp = cls[order], thr[order], dtp[order], dfp[order]
+    bounds = np.searchsorted(cls, np.arange(n_classes + 1))
+    out = []
+    for k in range(n_classes):
+        lo, hi = bounds[k], bounds[k + 1]
+        t = thr[lo:hi]
+        tp, fp = np.cumsum(dtp[lo:hi]), np.cumsum(dfp[lo:hi])
+        last = np.r_[t[1:] != t[:-1], True] if t.size else np.zeros(0, bool)  # value after a tie
+        out.append((t[last], tp[last], fp[last]))
+    return out
+
+
 def psd_roc(
     frame_probs_list: Sequence[np.ndarray],
     ref_events_list: Sequence[Sequence[Event]],
@@ -554,10 +623,15 @@ def psd_roc(
     gtc: float = 0.7,
     alpha_st: float = 1.0,
     max_efpr: float = 100.0,
-    thresholds=DEFAULT_PSDS_THRESHOLDS,
+    thresholds=None,
     median_filter: int = 1,
 ) -> PSDROC:
-    """PSD-ROC of a set of clips (see :func:`psds` for the arguments)."""
+    """PSD-ROC of a set of clips (see :func:`psds` for the arguments).
+
+    With ``thresholds=None`` (exact), ``thresholds``/``tps``/``fps`` of the
+    result hold, per class, the union of that class's distinct scores (lists
+    of arrays); with a grid they are ``[Θ]`` / ``[K, Θ]`` arrays.
+    """
     hop_s = _check_positive(hop_s, "hop_s")
     clip_duration = _check_positive(clip_duration, "clip_duration")
     dtc = _check_unit_interval(dtc, "dtc", closed_right=True)
@@ -565,9 +639,11 @@ def psd_roc(
     max_efpr = _check_positive(max_efpr, "max_efpr")
     if not (math.isfinite(alpha_st) and alpha_st >= 0):
         raise ValueError(f"alpha_st must be >= 0; got {alpha_st!r}")
-    thresholds = np.unique(np.asarray(thresholds, dtype=np.float64).ravel())
-    if thresholds.size == 0 or thresholds.min() < 0 or thresholds.max() >= 1:
-        raise ValueError(f"thresholds must be a non-empty set of values in [0, 1); got {thresholds!r}")
+    exact = thresholds is None
+    if not exact:
+        thresholds = np.unique(np.asarray(thresholds, dtype=np.float64).ravel())
+        if thresholds.size == 0 or thresholds.min() < 0 or thresholds.max() >= 1:
+            raise ValueError(f"thresholds must be a non-empty set of values in [0, 1); got {thresholds!r}")
     if len(frame_probs_list) != len(ref_events_list):
         raise ValueError(f"got {len(frame_probs_list)} score arrays but {len(ref_events_list)} reference lists")
     if not frame_probs_list:
@@ -575,26 +651,37 @@ def psd_roc(
 
     n_classes = None
     tps = fps = n_ref = None
+    steps = []
     for i, (p, ref) in enumerate(zip(frame_probs_list, ref_events_list)):
         p = _check_probs(p, f"frame_probs_list[{i}]")
         if n_classes is None:
             n_classes = p.shape[1]
-            tps = np.zeros((n_classes, thresholds.size), dtype=np.int64)
-            fps = np.zeros_like(tps)
+            if not exact:
+                tps = np.zeros((n_classes, thresholds.size), dtype=np.int64)
+                fps = np.zeros_like(tps)
             n_ref = np.zeros(n_classes, dtype=np.int64)
         elif p.shape[1] != n_classes:
             raise ValueError(f"frame_probs_list[{i}] has {p.shape[1]} classes, expected {n_classes}")
         events = _check_events(ref, n_classes, clip_duration, f"ref_events_list[{i}]")
         edges = _frame_edges(p.shape[0], hop_s, clip_duration)
-        t, f = _clip_intersection_counts(_smooth(p, median_filter), edges, events, thresholds, dtc, gtc)
-        tps += t
-        fps += f
+        p = median_smooth(p, median_filter)
+        if exact:
+            steps.append(_exact_clip_steps(p, edges, events, dtc, gtc))
+        else:
+            t, f = _clip_intersection_counts(p, edges, events, thresholds, dtc, gtc)
+            tps += t
+            fps += f
         n_ref += np.bincount(np.array([e[0] for e in events], dtype=int), minlength=n_classes)
 
     duration_h = len(frame_probs_list) * clip_duration / _SECONDS_PER_HOUR
     classes = np.flatnonzero(n_ref > 0)
     if classes.size == 0:
         raise ValueError("PSDS needs at least one ground-truth event")
+    if exact:
+        per_class = _exact_counts(steps, n_classes)
+        thresholds = [c[0] for c in per_class]
+        tps = [c[1] for c in per_class]
+        fps = [c[2] for c in per_class]
     # One staircase per class; the "nothing detected" point (0, 0) is always reachable.
     curves = [
         _staircase(np.r_[0.0, tps[k] / n_ref[k]], np.r_[0.0, fps[k] / duration_h], max_efpr)
@@ -625,7 +712,7 @@ def psds(
     gtc: float = 0.7,
     alpha_st: float = 1.0,
     max_efpr: float = 100.0,
-    thresholds=DEFAULT_PSDS_THRESHOLDS,
+    thresholds=None,
     median_filter: int = 1,
 ) -> float:
     """Polyphonic Sound Detection Score; defaults are DCASE scenario 1.
@@ -643,8 +730,10 @@ def psds(
       ref_events_list: per clip ground-truth events.
       hop_s, clip_duration: time grid (see module docstring); total duration =
         ``n_clips * clip_duration``.
-      thresholds: decision thresholds in [0, 1) (grid approximation of the
-        threshold-independent PSDS).
+      thresholds: ``None`` (default) for the exact, threshold-independent
+        PSDS (every distinct score is an operating point); or decision
+        thresholds in [0, 1), e.g. ``DEFAULT_PSDS_THRESHOLDS`` (a grid
+        approximation that misses operating points between its values).
       median_filter: odd median filter length in frames applied before
         thresholding.
 
@@ -669,7 +758,7 @@ def localisation_metrics(
     threshold: float = 0.5,
     median_filter: int = 1,
     segment_s: float = 1.0,
-    psds_thresholds=DEFAULT_PSDS_THRESHOLDS,
+    psds_thresholds=None,
 ) -> dict[str, float]:
     """All localisation metrics for one model on one split, as a flat dict.
 
@@ -680,6 +769,7 @@ def localisation_metrics(
       hop_s: frame hop in seconds; clip_duration: clip length in seconds.
       threshold: decision threshold for the segment/event metrics.
       median_filter: odd median-filter length in frames (1 = off).
+      psds_thresholds: ``None`` for the exact PSDS, or a threshold grid.
 
     Returns:
       ``segment_f1, segment_precision, segment_recall, segment_er,

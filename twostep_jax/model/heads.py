@@ -3,7 +3,11 @@
 Every head returns a dict with at least
   * `clip_probs`   [B, K]        float32 in [0, 1]: weak-label (clip-level) probabilities;
   * `frame_probs`  [B, T, K]     float32 in [0, 1]: frame-level class activity for localisation;
-  * `segmentation` [B, K, T, F]  float32: the class T-F map the head pooled.
+  * `segmentation` [B, K, T, F]  float32: the class T-F map the head pooled;
+  * `frame_outputs` {name: [B, T, K] float32 in [0, 1]}: every frame-level signal the head can
+    offer for localisation (`frame_probs` is one of them, the released model's). Evaluation
+    chooses among them, and their gating by the clip probability, on validation PSDS
+    (`evaluation/postprocess.py`).
 Attention heads add their weights (`freq_attention`, `freq_pooled`, `time_attention` for the
 two-step head, `tf_attention` for single-step T x F attention).
 
@@ -71,6 +75,33 @@ class AttentionStep(nn.Module):
         return jnp.sum(cla * weights, axis=-1), weights
 
 
+class ContentTimeAttention(nn.Module):
+    """Time step computed from content: per frame, Dense(K -> K) over the classes' mel-pooled
+    evidence gives that frame's class logits and attention logits; the weights are shared over
+    time, so shifting the input in time shifts the outputs (translation-equivariant), and the
+    attention can follow the events instead of fixed positions.
+
+    z: [B, K, T] -> (clip [B, K], time attention [B, K, T], frame class probs [B, T, K]).
+    clip = sum_t sigmoid(class_t) * softmax_t(attention_t), as the released form pools.
+    """
+
+    classes: int
+
+    @nn.compact
+    def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        frames = jnp.swapaxes(z, 1, 2)  # [B, T, K]
+        cla = jax.nn.sigmoid(_torch_dense(self.classes, self.classes, "class_dense")(frames))
+        att = _torch_dense(self.classes, self.classes, "attention_dense")(frames)
+        weights = jax.nn.softmax(att, axis=1)  # over time
+        return jnp.sum(cla * weights, axis=1), jnp.swapaxes(weights, 1, 2), cla
+
+
+def _peak_normalised(weights: jax.Array) -> jax.Array:
+    """[B, K, T] attention weights / their maximum over time -> [B, T, K] in [0, 1]."""
+    peak = jnp.max(weights, axis=-1, keepdims=True)
+    return jnp.swapaxes(weights / jnp.maximum(peak, 1e-12), 1, 2)
+
+
 class TwoStepAttention(nn.Module):
     """2APAE's classification network: attention over mel bins, then over time (Table II)."""
 
@@ -78,23 +109,39 @@ class TwoStepAttention(nn.Module):
 
     @staticmethod
     def macs(cfg: ModelConfig) -> int:
-        """Class conv, 2 x Dense(F, F) over (K, T) rows, 2 x Dense(T, T) over K rows."""
+        """Class conv, 2 x Dense(F, F) over (K, T) rows, then 2 x Dense(T, T) over K rows
+        (released / paper forms) or 2 x Dense(K, K) over T rows (content form)."""
         k, t, f = cfg.classes, cfg.frames, cfg.mels
-        return t * f * cfg.channels[-1] * k + 2 * k * t * f * f + 2 * k * t * t
+        time_step = 2 * t * k * k if cfg.attention_form == "content" else 2 * k * t * t
+        return t * f * cfg.channels[-1] * k + 2 * k * t * f * f + time_step
 
     @nn.compact
     def __call__(self, features: jax.Array, train: bool) -> dict:
         cfg = self.config
         segmentation = _to_ktf(ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features))
-        freq_pooled, freq_attention = AttentionStep(cfg.mels, cfg.attention_form, name="freq_attention")(
+        content = cfg.attention_form == "content"
+        # The content form keeps the released mel step (a Dense over mel bins is already shared
+        # over time) and replaces only the position-based time step.
+        freq_form = "released_code" if content else cfg.attention_form
+        freq_pooled, freq_attention = AttentionStep(cfg.mels, freq_form, name="freq_attention")(
             segmentation)
-        clip, time_attention = AttentionStep(cfg.frames, cfg.attention_form, name="time_attention")(
-            freq_pooled)
         # A convex combination of sigmoids is already in [0, 1] (the released code clamps anyway);
         # the paper-equation form has a linear class branch and needs the clamp.
+        first_step = jnp.clip(jnp.swapaxes(freq_pooled, 1, 2), 0.0, 1.0)  # [B, T, K]
+        if content:
+            clip, time_attention, frame_class = ContentTimeAttention(cfg.classes, name="time_attention")(
+                freq_pooled)
+        else:
+            clip, time_attention = AttentionStep(cfg.frames, cfg.attention_form, name="time_attention")(
+                freq_pooled)
+        frame_outputs = {"freq_pooled": first_step, "time_attention": _peak_normalised(time_attention)}
+        if content:
+            frame_outputs["frame_class"] = frame_class
         return {
             "clip_probs": jnp.clip(clip, 0.0, 1.0),
-            "frame_probs": jnp.clip(jnp.swapaxes(freq_pooled, 1, 2), 0.0, 1.0),
+            # The released model's frame output (the paper's figure): the first step's output.
+            "frame_probs": first_step,
+            "frame_outputs": frame_outputs,
             "segmentation": segmentation,
             "freq_attention": freq_attention,
             "freq_pooled": freq_pooled,
@@ -134,9 +181,12 @@ class GlobalPooling(nn.Module):
         else:
             ranked = sort_descending(flat)
             clip = ranked @ jnp.asarray(gwrp_weights(flat.shape[-1], cfg.gwrp_r))
+        mean_over_mel = jnp.swapaxes(jnp.mean(probs, axis=-1), 1, 2)
         return {
             "clip_probs": clip,
-            "frame_probs": jnp.swapaxes(jnp.mean(probs, axis=-1), 1, 2),
+            "frame_probs": mean_over_mel,
+            "frame_outputs": {"mean_over_mel": mean_over_mel,
+                              "max_over_mel": jnp.swapaxes(jnp.max(probs, axis=-1), 1, 2)},
             "segmentation": probs,
         }
 
@@ -170,9 +220,12 @@ class AtrousAttention(nn.Module):
         cla = ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features)
         att = jnp.clip(jax.nn.sigmoid(_to_ktf(att)), 0.1, 0.9)
         cla = _to_ktf(jax.nn.log_softmax(cla.astype(jnp.float32), axis=-1))
+        frame_class = jnp.swapaxes(jax.nn.sigmoid(_attention_pool(cla, att, (3,))), 1, 2)
         return {
             "clip_probs": jax.nn.sigmoid(_attention_pool(cla, att, (2, 3))),
-            "frame_probs": jnp.swapaxes(jax.nn.sigmoid(_attention_pool(cla, att, (3,))), 1, 2),
+            "frame_probs": frame_class,
+            "frame_outputs": {"frame_class": frame_class,
+                              "time_attention": _peak_normalised(jnp.sum(att, axis=3))},
             "segmentation": cla,
             "tf_attention": att / jnp.sum(att, axis=(2, 3), keepdims=True),
         }
@@ -200,9 +253,12 @@ class TFAttention(nn.Module):
         b, k, t, f = logits.shape
         tf_attention = jax.nn.softmax(logits.reshape(b, k, t * f), axis=-1).reshape(b, k, t, f)
         freq_attention = jax.nn.softmax(logits, axis=-1)
+        frame_class = jnp.swapaxes(jnp.sum(probs * freq_attention, axis=-1), 1, 2)
         return {
             "clip_probs": jnp.clip(jnp.sum(probs * tf_attention, axis=(2, 3)), 0.0, 1.0),
-            "frame_probs": jnp.swapaxes(jnp.sum(probs * freq_attention, axis=-1), 1, 2),
+            "frame_probs": frame_class,
+            "frame_outputs": {"frame_class": frame_class,
+                              "time_attention": _peak_normalised(jnp.sum(tf_attention, axis=3))},
             "segmentation": probs,
             "tf_attention": tf_attention,
         }

@@ -91,13 +91,15 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model: SEDMode
 
 
 def eval_step(state_or_variables: Any, batch: dict, *, model: SEDModel) -> dict:
-    """Forward pass in inference mode: {"clip_probs": [b, K], "frame_probs": [b, T, K]}."""
+    """Forward pass in inference mode: {"clip_probs": [b, K], "frame_probs": [b, T, K],
+    "frame_outputs": {name: [b, T, K]}} (the head's candidate frame-level read-outs)."""
     if isinstance(state_or_variables, TrainState):
         variables = {"params": state_or_variables.params, "batch_stats": state_or_variables.batch_stats}
     else:
         variables = state_or_variables
     outputs = model.apply(variables, batch["logmel"], train=False)
-    return {"clip_probs": outputs["clip_probs"], "frame_probs": outputs["frame_probs"]}
+    return {"clip_probs": outputs["clip_probs"], "frame_probs": outputs["frame_probs"],
+            "frame_outputs": outputs["frame_outputs"]}
 
 
 def make_train_step(model: SEDModel, alpha: float, axis_name: str | None = AXIS):

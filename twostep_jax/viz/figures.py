@@ -7,7 +7,9 @@ Seven stacked panels, as in the paper (time on the x axis of panels 1-6):
 3. 4. first-step (mel) attention weights of the two most probable classes;
 5. first-step output: class x time activity;
 6. second-step (time) attention weights: class x time;
-7. final clip probabilities, one bar per class, top classes named.
+7. final clip probabilities, one bar per class, top classes named;
+8. (optional, `localisation=`) what the model localises: the frame-level read-out chosen on
+   validation (after its median filter), with the detected events outlined in white.
 
 Ground-truth events are overlaid on the time panels (dashed onset/offset lines,
 class names in panel 1, a box on the event's class row in panels 5-6) and marked
@@ -167,11 +169,13 @@ def build_attention_figure(
     hop_s: float = 0.032,
     title: str | None = None,
     top_k: int = 2,
+    localisation: dict | None = None,
 ) -> Figure:
-    """Builds the 7-panel Fig. 3 for one clip (shapes as in :func:`plot_attention_figure`).
+    """Builds Fig. 3 for one clip (shapes as in :func:`plot_attention_figure`).
 
     Returns:
-      a :class:`~matplotlib.figure.Figure` whose ``axes`` are exactly the 7 panels.
+      a :class:`~matplotlib.figure.Figure` whose ``axes`` are exactly the 7 panels (8 with
+      ``localisation``).
     """
     (logmel, reconstruction, freq_attention, freq_pooled, time_attention,
      clip_probs, class_names, events) = _validate(
@@ -186,9 +190,10 @@ def build_attention_figure(
     gt_classes = sorted({k for k, _, _ in events})
     tick_classes = range(K) if K <= _MAX_CLASS_TICKS else sorted(set(top) | set(attended) | set(gt_classes))
 
-    fig = Figure(figsize=(10, 17), layout="constrained")
+    n_panels = N_PANELS + (localisation is not None)
+    fig = Figure(figsize=(10, 17 + 2.3 * (n_panels - N_PANELS)), layout="constrained")
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(N_PANELS, 1, height_ratios=[1, 1, 1, 1, 1.2, 1.2, 1.3])
+    gs = fig.add_gridspec(n_panels, 1, height_ratios=[1, 1, 1, 1, 1.2, 1.2, 1.3][:n_panels] + [1.2] * (n_panels - N_PANELS))
     ax_mel = fig.add_subplot(gs[0])
     time_axes = [ax_mel] + [fig.add_subplot(gs[i], sharex=ax_mel) for i in range(1, 6)]
     ax_rec, ax_att_a, ax_att_b, ax_step1, ax_step2 = time_axes[1:]
@@ -242,9 +247,24 @@ def build_attention_figure(
     ax_bar.set_xticklabels([class_names[k] for k in tick_classes], rotation=60, ha="right", fontsize=7)
     ax_bar.set_ylabel("probability")
     ax_bar.set_title("(7) clip probabilities (orange: top classes, red ▼: ground truth)", fontsize=9, loc="left")
+    if localisation is not None:
+        _localisation_panel(fig.add_subplot(gs[7], sharex=ax_mel), localisation, events, duration,
+                            tick_classes, class_names)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _localisation_panel(ax, localisation: dict, events, duration: float, tick_classes, class_names):
+    """Panel 8: `localisation` = {"scores": [K, T] in [0, 1], "title": str, "detections":
+    [(class, onset_s, offset_s), ...]}; ground truth in cyan, detections in white."""
+    scores = _as_array(localisation["scores"], "localisation scores", 2)
+    _class_image(ax, scores, duration, "(8) " + localisation["title"], tick_classes, class_names)
+    _overlay_events(ax, events, class_names, class_rows=True, label=False)
+    for k, on, off in localisation.get("detections", ()):
+        ax.add_patch(Rectangle((on, k - 0.5), off - on, 1.0, fill=False, ec="white", lw=1.0, ls="-"))
+    ax.set_xlim(0.0, duration)
+    ax.set_xlabel("time (s)")
 
 
 def plot_attention_figure(
@@ -260,6 +280,7 @@ def plot_attention_figure(
     hop_s: float = 0.032,
     title: str | None = None,
     top_k: int = 2,
+    localisation: dict | None = None,
 ) -> Path:
     """Draws the paper's Fig. 3 for one clip and writes it as PNG.
 
@@ -278,11 +299,12 @@ def plot_attention_figure(
       title: optional figure title.
       top_k: number of most probable classes highlighted and named in panel 7
         (panels 3 and 4 always show the two most probable classes, as the paper).
+      localisation: optional panel 8, {"scores": [K, T], "title": str, "detections": events}.
 
     Returns:
       ``path`` as a :class:`pathlib.Path`.
     """
     fig = build_attention_figure(logmel, reconstruction, freq_attention, freq_pooled, time_attention,
                                  clip_probs, class_names, ref_events=ref_events, hop_s=hop_s,
-                                 title=title, top_k=top_k)
+                                 title=title, top_k=top_k, localisation=localisation)
     return save_figure(fig, path)

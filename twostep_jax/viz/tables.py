@@ -9,10 +9,17 @@ Run-folder schema (written by training/evaluation; any depth under ``runs_dir``)
                                              "psds1": .., ...}}
 
 A run without ``eval_test.json`` is *incomplete*: it is left out of the tables
-and listed separately. Each cell is ``mean ± std (n)`` over test folds, with
-the sample standard deviation (ddof = 1; no ``±`` for a single fold). As in
+and listed separately. Each cell is ``mean ± std (n)`` over the runs of that
+row and SNR (test folds and training seeds), with the sample standard
+deviation (ddof = 1; no ``±`` for a single run). 2APAE variants with another
+time attention (``model_config.attention_form``) get rows of their own. As in
 the paper, "micro-P"/"macro-P" are average precision (sklearn
 ``average_precision_score``), "AUC" is macro ROC-AUC.
+
+Significance marks (Table IV: each row against 2APAE at the table's α; Table V:
+each α against the table's α): ``▲`` / ``▼`` when the row's mean is above /
+below the reference's by more than two standard errors of the difference,
+``sqrt(s_a²/n_a + s_b²/n_b)`` (both cells need n ≥ 2).
 """
 
 from __future__ import annotations
@@ -39,8 +46,9 @@ from twostep_jax.train.workdir import RUN_CONFIG, TEST_REPORT
 CLIP_METRICS = (("micro_ap", "micro-P"), ("macro_ap", "macro-P"), ("macro_auc", "AUC"))
 LOCALISATION_METRICS = (("segment_f1", "seg-F1"), ("event_f1", "event-F1"), ("psds1", "PSDS1"))
 _REQUIRED_CONFIG = ("model", "snr", "test_fold", "alpha", "preset")
+_DEFAULT_FORM = "released_code"
 
-__all__ = ["bar_chart", "collect_runs", "scan_runs", "table_iv", "table_v", "write_tables"]
+__all__ = ["bar_chart", "collect_runs", "scan_runs", "significance", "table_iv", "table_v", "write_tables"]
 
 
 # --------------------------------------------------------------------------
@@ -89,6 +97,8 @@ def _load_run(run_dir: Path, root: Path) -> dict:
         "test_fold": fold,
         "alpha": alpha,
         "preset": str(cfg["preset"]),
+        "seed": int(cfg.get("seed", 0)),
+        "attention_form": str((cfg.get("model_config") or {}).get("attention_form", _DEFAULT_FORM)),
     }
     eval_path = run_dir / TEST_REPORT
     if eval_path.is_file():
@@ -152,16 +162,16 @@ def _snr_columns(runs: Iterable[dict]) -> list:
 
 
 def _values(runs: list[dict], row_of: Callable[[dict], object]) -> dict:
-    """``{(row, snr): [run, ...]}``, refusing two runs for the same row, SNR and fold."""
+    """``{(row, snr): [run, ...]}``, refusing two runs for the same row, SNR, fold and seed."""
     cells, seen = defaultdict(list), {}
     for r in runs:
         row = row_of(r)
         if row is None:
             continue
-        key = (row, r["snr"], r["test_fold"])
+        key = (row, r["snr"], r["test_fold"], r.get("seed", 0))
         if key in seen:
-            raise ValueError(f"two runs for the same cell (row {row!r}, SNR {r['snr']}, fold {r['test_fold']}): "
-                             f"{seen[key]} and {r['run_dir']}")
+            raise ValueError(f"two runs for the same cell (row {row!r}, SNR {r['snr']}, fold {r['test_fold']}, "
+                             f"seed {r.get('seed', 0)}): {seen[key]} and {r['run_dir']}")
         seen[key] = r["run_dir"]
         cells[row, r["snr"]].append(r)
     return cells
@@ -190,12 +200,34 @@ def _cell(mean: float, std: float, n: int) -> str:
     return f"{mean:.4f} ({n})" if n == 1 else f"{mean:.4f} ± {std:.4f} ({n})"
 
 
+def significance(a: tuple[float, float, int], b: tuple[float, float, int]) -> str:
+    """``▲`` if mean a exceeds mean b by more than two standard errors of the difference, ``▼``
+    if it falls short by more; ``""`` otherwise or when either side has fewer than 2 values.
+    a, b = (mean, sample std, n)."""
+    (ma, sa, na), (mb, sb, nb) = a, b
+    if na < 2 or nb < 2:
+        return ""
+    se = math.sqrt(sa * sa / na + sb * sb / nb)
+    if ma - mb > 2 * se:
+        return " ▲"
+    if mb - ma > 2 * se:
+        return " ▼"
+    return ""
+
+
 def _markdown(title: str, row_header: str, rows: list[tuple], snrs: list,
-              metrics, block: str, cells: dict) -> str:
+              metrics, block: str, cells: dict, reference=None) -> str:
     header = [row_header] + [f"{snr} dB {label}" for snr in snrs for _, label in metrics]
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, label, _ in rows:
-        vals = [_cell(*_stats(cells.get((row, snr), []), block, m)) for snr in snrs for m, _ in metrics]
+        vals = []
+        for snr in snrs:
+            for m, _ in metrics:
+                stats = _stats(cells.get((row, snr), []), block, m)
+                mark = ""
+                if reference is not None and row != reference:
+                    mark = significance(stats, _stats(cells.get((reference, snr), []), block, m))
+                vals.append(_cell(*stats) + mark)
         lines.append("| " + " | ".join([label] + vals) + " |")
     return "\n".join(lines) + "\n"
 
@@ -224,21 +256,23 @@ def _fmt_alpha(alpha: float) -> str:
 
 
 def _note(preset: str, extra: str) -> str:
-    return (f"Preset `{preset}`. Cells: mean ± sample std (ddof=1) over test folds, (n) = folds. "
-            f"micro-P / macro-P = average precision, AUC = macro ROC-AUC. {extra}\n")
+    return (f"Preset `{preset}`. Cells: mean ± sample std (ddof=1) over runs (test folds x seeds), "
+            f"(n) = runs. micro-P / macro-P = average precision, AUC = macro ROC-AUC. ▲ / ▼: above / "
+            f"below the reference row by more than two standard errors of the difference. {extra}\n")
 
 
-def _table(runs, preset, row_of, rows_for, row_header, csv_header, title, extra):
-    """Both Markdown tables and the CSV; ``rows_for(keys)`` -> ``[(key, md_label, csv_label)]``."""
+def _table(runs, preset, row_of, rows_for, row_header, csv_header, title, extra, reference=None):
+    """Both Markdown tables and the CSV; ``rows_for(keys)`` -> ``[(key, md_label, csv_label)]``;
+    ``reference``: the row key the others are tested against."""
     runs = _select_preset(runs, preset)
     cells = _values(runs, row_of)
     selected = [r for r in runs if row_of(r) is not None]
     snrs = _snr_columns(selected)
     rows = rows_for({row for row, _ in cells})
     preset_name = runs[0]["preset"] if runs else "?"
-    md = (_markdown(title, row_header, rows, snrs, CLIP_METRICS, "clip", cells) + "\n"
+    md = (_markdown(title, row_header, rows, snrs, CLIP_METRICS, "clip", cells, reference) + "\n"
           + _markdown(f"{title} — localisation (beyond the paper)", row_header, rows, snrs,
-                      LOCALISATION_METRICS, "localisation", cells) + "\n"
+                      LOCALISATION_METRICS, "localisation", cells, reference) + "\n"
           + _note(preset_name, extra))
     return md, _csv(csv_header, rows, snrs, cells)
 
@@ -247,8 +281,14 @@ def _table_iv_row(alpha_2apae: float):
     def row_of(r):
         if r["model"] == "2apae" and not math.isclose(r["alpha"], alpha_2apae, rel_tol=1e-9, abs_tol=1e-12):
             return None
-        return r["model"]
+        form = r.get("attention_form", _DEFAULT_FORM)
+        return r["model"] if form == _DEFAULT_FORM else f"{r['model']}:{form}"
     return row_of
+
+
+def _row_label(row: str) -> str:
+    model, _, form = row.partition(":")
+    return MODELS[model].display + (f" ({form.replace('_', ' ')})" if form else "")
 
 
 def table_iv(runs: list[dict], preset: str | None = None, alpha_2apae: float = TABLE_IV_ALPHA) -> tuple[str, str]:
@@ -263,9 +303,13 @@ def table_iv(runs: list[dict], preset: str | None = None, alpha_2apae: float = T
     Returns:
       ``(markdown, csv)``.
     """
-    rows_for = lambda present: [(m, MODELS[m].display, m) for m in MODEL_NAMES if m in present]  # noqa: E731
+    def rows_for(present):
+        order = {m: i for i, m in enumerate(MODEL_NAMES)}
+        keys = sorted(present, key=lambda row: (order[row.partition(":")[0]], row))
+        return [(row, _row_label(row), row) for row in keys]
     return _table(runs, preset, _table_iv_row(alpha_2apae), rows_for, "Model", "model",
-                  "Table IV — weakly labelled SED results", f"2APAE at α = {_fmt_alpha(alpha_2apae)}.")
+                  "Table IV — weakly labelled SED results", f"2APAE at α = {_fmt_alpha(alpha_2apae)}; "
+                  "marks compare each row with it.", reference="2apae")
 
 
 def table_v(runs: list[dict], preset: str | None = None) -> tuple[str, str]:
@@ -273,11 +317,13 @@ def table_v(runs: list[dict], preset: str | None = None) -> tuple[str, str]:
 
     The CSV's first column ``alpha`` holds the α value.
     """
-    row_of = lambda r: r["alpha"] if r["model"] == "2apae" else None  # noqa: E731
+    row_of = lambda r: (r["alpha"] if r["model"] == "2apae"  # noqa: E731
+                        and r.get("attention_form", _DEFAULT_FORM) == _DEFAULT_FORM else None)
     rows_for = lambda present: [(a, f"α = {_fmt_alpha(a)}", _fmt_alpha(a)) for a in sorted(present)]  # noqa: E731
     return _table(runs, preset, row_of, rows_for, "2APAE", "alpha",
                   "Table V — ablation of the reconstruction weight α (2APAE)",
-                  "α = 0 is two-step attention without the auxiliary decoder loss.")
+                  f"α = 0 is two-step attention without the auxiliary decoder loss; marks compare each "
+                  f"α with α = {_fmt_alpha(TABLE_IV_ALPHA)}.", reference=TABLE_IV_ALPHA)
 
 
 def bar_chart(runs: list[dict], path, preset: str | None = None, alpha_2apae: float = TABLE_IV_ALPHA) -> Path:
@@ -285,7 +331,7 @@ def bar_chart(runs: list[dict], path, preset: str | None = None, alpha_2apae: fl
     runs = _select_preset(runs, preset)
     row_of = _table_iv_row(alpha_2apae)
     cells = _values(runs, row_of)
-    models = [m for m in MODEL_NAMES if any(row == m for row, _ in cells)]
+    models = [m for m in MODEL_NAMES if any(row == m for row, _ in cells)]  # released-form rows
     snrs = _snr_columns([r for r in runs if row_of(r) is not None])
     fig = Figure(figsize=(max(6.0, 2.0 + 0.5 * len(snrs) * max(len(models), 1)), 4.5), layout="constrained")
     FigureCanvasAgg(fig)
