@@ -58,6 +58,17 @@ def test_grids():
     assert {c.preset for c in quick} == {"cpu_small"}
     for cell in quick:
         cell.config("DATA")  # every cell is a valid TrainConfig
+    table = sweep.grid("cpu_table")
+    assert len(table) == 5 * 2 * 3 and {c.seed for c in table} == {0, 1, 2}
+    assert {(c.model, c.alpha) for c in table} == {
+        ("2apae", 0.001), ("2apae", 0.0), ("gap", 0.0), ("gmp", 0.0), ("atrous_ap", 0.0)}
+    assert len({c.workdir("R") for c in table}) == len(table)
+    assert table[0].workdir("R") == os.path.join("R", "2apae_a0.001", "snr0", "fold1", "seed0")
+    assert [c.config("DATA").seed for c in table[:11:10]] == [0, 1]
+    loc = sweep.grid("localisation")
+    forms = [c.config("DATA").model_config().attention_form for c in loc if c.model == "2apae"]
+    assert forms == ["released_code", "paper_equations", "content"]
+    assert loc[2].workdir("R") == os.path.join("R", "2apae-content_a0.001", "snr20", "fold1")
     with pytest.raises(ValueError, match="unknown sweep"):
         sweep.grid("nope")
 

@@ -75,13 +75,24 @@ class AttentionStep(nn.Module):
         return jnp.sum(cla * weights, axis=-1), weights
 
 
+def _identity_init(key, shape, dtype=jnp.float32):
+    del key
+    return jnp.eye(shape[0], shape[1], dtype=dtype)
+
+
 class ContentTimeAttention(nn.Module):
     """Time step computed from content: per frame, Dense(K -> K) over the classes' mel-pooled
-    evidence gives that frame's class logits and attention logits; the weights are shared over
-    time, so shifting the input in time shifts the outputs (translation-equivariant), and the
-    attention can follow the events instead of fixed positions.
+    evidence (in logit space) gives that frame's class logits and attention logits; the weights
+    are shared over time, so shifting the input in time shifts the outputs
+    (translation-equivariant), and the attention can follow the events instead of fixed positions.
 
-    z: [B, K, T] -> (clip [B, K], time attention [B, K, T], frame class probs [B, T, K]).
+    Both Dense layers start as the identity (zero bias): at initialisation each class's frame
+    probability is its own first-step output and its attention is the softmax over time of that
+    evidence (auto-pooling), so every class's clip probability depends on its own map from the
+    first step. (With PyTorch's random init the 41 classes' evidence is mixed at random, and in
+    our runs the model stayed at chance for hundreds of steps.)
+
+    z: [B, K, T] in (0, 1) -> (clip [B, K], time attention [B, K, T], frame class probs [B, T, K]).
     clip = sum_t sigmoid(class_t) * softmax_t(attention_t), as the released form pools.
     """
 
@@ -89,9 +100,13 @@ class ContentTimeAttention(nn.Module):
 
     @nn.compact
     def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        frames = jnp.swapaxes(z, 1, 2)  # [B, T, K]
-        cla = jax.nn.sigmoid(_torch_dense(self.classes, self.classes, "class_dense")(frames))
-        att = _torch_dense(self.classes, self.classes, "attention_dense")(frames)
+        p = jnp.clip(jnp.swapaxes(z, 1, 2), 1e-6, 1.0 - 1e-6)  # [B, T, K]
+        evidence = jnp.log(p) - jnp.log1p(-p)  # logit
+        dense = lambda name: nn.Dense(self.classes, kernel_init=_identity_init,  # noqa: E731
+                                      bias_init=nn.initializers.zeros, dtype=jnp.float32,
+                                      param_dtype=jnp.float32, name=name)
+        cla = jax.nn.sigmoid(dense("class_dense")(evidence))
+        att = dense("attention_dense")(evidence)
         weights = jax.nn.softmax(att, axis=1)  # over time
         return jnp.sum(cla * weights, axis=1), jnp.swapaxes(weights, 1, 2), cla
 
