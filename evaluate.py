@@ -191,6 +191,10 @@ def main(argv=None) -> int:
     except (CheckpointMismatchError, FileNotFoundError, ValueError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable workdir or output folder: the environment's
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"evaluate.py: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
