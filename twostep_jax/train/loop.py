@@ -116,8 +116,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
         with Checkpoints(workdir, read_only=True) as existing:
             has_checkpoint = existing.latest_step() is not None
         check_or_write_run_config(config, workdir, has_checkpoint)
-        if config.progress:
-            print(run_header(config, workdir, info, sizes), flush=True)
+        print(run_header(config, workdir, info, sizes), flush=True)
         return _train(config, workdir, should_stop)
 
 
