@@ -126,7 +126,7 @@ def test_load_audio_errors_name_the_file(tmp_path, case):
     elif case == "nan":
         soundfile.write(str(path), np.array([0.0, np.nan, 0.1], np.float32), 44100,
                         subtype="FLOAT")
-    message = {"missing": "not found", "corrupt": "cannot decode", "empty": "no audio samples",
+    message = {"missing": "not found", "corrupt": "not a readable audio file", "empty": "no audio samples",
                "nan": "NaN"}[case]
     with pytest.raises(F.AudioError, match=message) as err:
         F.load_audio(path)

@@ -70,10 +70,7 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
         with _quiet_stderr():
             audio, sr = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types (LibsndfileError, RuntimeError, ...)
-        # libsndfile's own text for an unknown format ("File does not exist or is not a regular
-        # file (possibly a pipe?)") misleads about a file that plainly exists: name the cause.
-        raise AudioError(f"{path}: not a readable audio file (unknown format or corrupt data: "
-                         f"{_short(e)})") from e
+        raise AudioError(f"{path}: not a readable audio file ({_decoder_reason(e)})") from e
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise AudioError(f"{path}: file holds no audio samples")
     mono = audio.mean(axis=1, dtype=np.float32)
@@ -102,8 +99,15 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(devnull)
 
 
-def _short(e: Exception) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[-1][:160]
+def _decoder_reason(e: Exception) -> str:
+    """libsndfile's reason without the file name it repeats; its text for bytes that its MPEG
+    probe rejects ("File does not exist or is not a regular file (possibly a pipe?)") misleads
+    about a file that plainly exists, so that one becomes "unknown format"."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+    text = text.split("': ", 1)[-1].rstrip(".")
+    if "not a regular file" in text or "does not exist" in text:
+        return "unknown format or corrupt data"
+    return text[:160]
 
 
 @functools.lru_cache(maxsize=4)

@@ -128,8 +128,15 @@ class Checkpoints:
         Raises DiskFullError (here or from the next save/wait/close) when the disk is full.
         """
         for kind in kinds:
+            m = self._managers[kind]
+            if step in m.all_steps():
+                # The epoch-end save of a step that `checkpoint_every_steps` saved already
+                # carries the newer meta (next epoch, plateau, best): it replaces the earlier one.
+                with self._disk_full_as_one_line(step):
+                    m.wait_until_finished()
+                m.delete(step)
             with self._disk_full_as_one_line(step):
-                self._managers[kind].save(
+                m.save(
                     step,
                     args=ocp.args.Composite(
                         params=ocp.args.StandardSave(state.params),

@@ -137,14 +137,16 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
             "best_val_micro_ap": None, "best_epoch": None}
     if ckpts.latest_step() is not None:
         state, meta = ckpts.restore_train_state(state)
-        ckpts.discard_after(int(state.step))
         if meta.get("dataset_fingerprint") != info.fingerprint:
             raise WorkdirMismatchError(
                 f"{workdir} was trained on dataset {meta.get('dataset_fingerprint')}, but "
                 f"{config.data_dir} (snr {config.snr}) is {info.fingerprint}")
-        writer.truncate_after(int(state.step))
+        ckpts.discard_after(int(state.step))
         print(f"resuming {workdir} from step {int(state.step)} (epoch {meta['epoch']}, "
               f"step {meta['step_in_epoch']} of it)", flush=True)
+    # Logs past the restored step (or all of them, on a fresh start after a run that failed
+    # before its first checkpoint) are recomputed: each step is logged once.
+    writer.truncate_after(int(state.step))
     plateau = Plateau(**meta["plateau"])
 
     p_train_step = make_train_step(model, config.alpha)

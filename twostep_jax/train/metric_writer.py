@@ -10,6 +10,7 @@ import json
 import math
 import os
 import struct
+import uuid
 from typing import Any
 
 from twostep_jax import fileio
@@ -26,7 +27,10 @@ class MetricWriter:
         if enable_tensorboard:
             from tensorboardX import SummaryWriter  # lazy: heavy import, only where runs log
 
-            self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD))
+            # A unique suffix: tensorboardX names files by the second and host, and a writer
+            # opened within the same second as an earlier one would overwrite its file.
+            self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD),
+                                     filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
 
     def write(self, step: int, kind: str, scalars: dict[str, Any]) -> None:
         """Log scalars of a `kind` ("train", "val", "epoch", ...) at a global step."""
