@@ -192,8 +192,9 @@ def main(argv=None) -> int:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an unwritable workdir or output folder: the environment's
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"evaluate.py: error: {where}{e.strerror or e}", file=sys.stderr)
+        from twostep_jax.fileio import describe_os_error
+
+        print(f"evaluate.py: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
 
 

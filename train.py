@@ -49,8 +49,9 @@ def main(argv=None) -> int:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a read-only or full workdir, a permission problem: the environment's
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"train.py: error: {where}{e.strerror or e}", file=sys.stderr)
+        from twostep_jax.fileio import describe_os_error
+
+        print(f"train.py: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     return 0
 

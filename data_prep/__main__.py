@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"data_prep: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # an unwritable --out, a full disk: the environment's, not a bug
-        where = f"{e.filename}: " if e.filename else ""
-        print(f"data_prep: error: {where}{e.strerror or e}", file=sys.stderr)
+        from twostep_jax.fileio import describe_os_error
+
+        print(f"data_prep: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     for snr, path in result.datasets.items():
         print(f"snr {snr}: {path}")

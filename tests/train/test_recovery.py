@@ -159,7 +159,7 @@ def test_steps_after_the_resumed_one_are_discarded_and_a_saved_step_is_replaced(
     from twostep_jax.train.checkpoint import BEST, LATEST
 
     def state(v):
-        return types.SimpleNamespace(params={"w": jnp.full((2,), v)}, batch_stats={},
+        return types.SimpleNamespace(params={"w": jnp.full((2,), v)}, batch_stats={"b": jnp.ones(1)},
                                      opt_state={"m": jnp.zeros(2)})
 
     with Checkpoints(str(tmp_path)) as ck:
