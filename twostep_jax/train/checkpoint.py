@@ -97,8 +97,12 @@ class Checkpoints:
         self.close()
 
     def close(self) -> None:
+        already_failed = self._failed  # a DiskFullError is on its way up: do not raise it twice
         try:
             self.wait()
+        except DiskFullError:
+            if not already_failed:
+                raise
         finally:
             for m in self._managers.values():
                 try:

@@ -34,9 +34,11 @@ from twostep_jax.train.workdir import (SUMMARY, WorkdirBusyError, WorkdirMismatc
 
 def _after_nan_advice(ckpts: Checkpoints) -> str:
     if ckpts.latest_step() is None:  # no run to protect: a new config may take the workdir over
-        return "Lower the learning rate (--learning-rate) or check the data, and run again."
-    return ("Lower the learning rate or check the data, in another --workdir (this one holds "
-            "checkpoints of this configuration).")
+        return ("No checkpoint was saved yet: lower the learning rate (--learning-rate) or check "
+                "the data, and run again (the new configuration may reuse this workdir).")
+    return (f"The last good checkpoint in {ckpts.root} is intact. Lower the learning rate or "
+            "check the data, in another --workdir (this one holds checkpoints of this "
+            "configuration).")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -175,8 +177,7 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
             if not all(np.isfinite(v) for v in (m["loss"], m["bce"], m["reconstruction_loss"])):
                 raise NonFiniteLossError(
                     f"non-finite loss at step {step} (loss={m['loss']}, bce={m['bce']}, "
-                    f"reconstruction={m['reconstruction_loss']}); the last good checkpoint in "
-                    f"{ckpts.root} is intact. {_after_nan_advice(ckpts)}")
+                    f"reconstruction={m['reconstruction_loss']}). {_after_nan_advice(ckpts)}")
         for (step, _), m in zip(pending, values):
             writer.write(step, "train", m)
         progress.set_postfix_str(f"loss {float(values[-1]['loss']):.4f}", refresh=False)
