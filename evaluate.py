@@ -200,6 +200,11 @@ def main(argv=None) -> int:
     except (CheckpointMismatchError, FileNotFoundError, ValueError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # an unwritable workdir or output folder: the environment's
+        from twostep_jax.fileio import describe_os_error
+
+        print(f"evaluate.py: error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

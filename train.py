@@ -15,7 +15,8 @@ import sys
 def main(argv=None) -> int:
     from twostep_jax.config import MODEL_NAMES, PRESETS
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="dataset directory written by `python -m data_prep`")
     parser.add_argument("--workdir", help="run directory (checkpoints, logs, config)")
     parser.add_argument("--model", default="2apae", choices=MODEL_NAMES)
@@ -31,23 +32,26 @@ def main(argv=None) -> int:
     backend.configure(eigen_convolutions=args.xla_cpu_eigen_conv)
     if not args.data:
         parser.error("--data DATA_DIR is required (build one with `python -m data_prep --source builtin --out DATA_DIR`)")
-    if args.sweep:
-        if not args.runs:
-            parser.error("--sweep needs --runs RUNS_DIR")
-        from twostep_jax.sweep import run_sweep
-
-        run_sweep(args.sweep, args.data, args.runs)
-        return 0
-    if not args.workdir:
+    if args.sweep and not args.runs:
+        parser.error("--sweep needs --runs RUNS_DIR")
+    if not args.sweep and not args.workdir:
         parser.error("--workdir RUN_DIR is required")
-    config = config_from_args(args)
-    from twostep_jax.train.loop import NonFiniteLossError, train_and_evaluate
-    from twostep_jax.train.workdir import WorkdirMismatchError
+    from twostep_jax.train.loop import USER_ERRORS, train_and_evaluate
 
     try:
-        train_and_evaluate(config, args.workdir)
-    except (WorkdirMismatchError, NonFiniteLossError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        if args.sweep:
+            from twostep_jax.sweep import run_sweep
+
+            run_sweep(args.sweep, args.data, args.runs)
+            return 0
+        train_and_evaluate(config_from_args(args), args.workdir)
+    except (*USER_ERRORS, FileNotFoundError, ValueError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a read-only or full workdir, a permission problem: the environment's
+        from twostep_jax.fileio import describe_os_error
+
+        print(f"train.py: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     return 0
 

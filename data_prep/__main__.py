@@ -51,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-work", action="store_true",
                    help="keep the intermediate feature chunks under DATA_DIR/work")
     args = p.parse_args(argv)
+    if args.mixtures_per_fold < 1:
+        p.error(f"--mixtures-per-fold must be >= 1, got {args.mixtures_per_fold}")
+    if args.workers is not None and args.workers < 1:
+        p.error(f"--workers must be >= 1, got {args.workers}")
     if args.source == "dcase":
         if not args.events_dir or not args.scenes_dir:
             p.error("--source dcase needs --events-dir and --scenes-dir")
@@ -85,6 +89,11 @@ def main(argv: list[str] | None = None) -> int:
                                              min_verified_per_fold=floor, **options)
     except (DataPrepError, AudioError) as e:
         print(f"data_prep: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable --out, a full disk: the environment's, not a bug
+        from twostep_jax.fileio import describe_os_error
+
+        print(f"data_prep: error: {describe_os_error(e)}", file=sys.stderr)
         return 2
     for snr, path in result.datasets.items():
         print(f"snr {snr}: {path}")

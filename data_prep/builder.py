@@ -7,6 +7,10 @@ the worker stage's work folder (`mixture_spec.json` + `snr_<snr>/<start>-<stop>.
 `data_prep.render`), so the generator only reads arrays and labels; nothing is computed here.
 
 Driven from Python (`build_snr_dataset`), never from the `tfds` CLI (which needs apache_beam).
+Bytes are reproducible: examples are serialised with protobuf's deterministic map order (tfds'
+default order of the feature map follows Python's per-process string hashing), so equal datasets
+hash equal. tfds' "Downloading and preparing dataset" banner is silenced: nothing is downloaded,
+and data_prep prints its own progress lines.
 Examples are written in mixture order (`disable_shuffling`), so readers get a deterministic,
 documented order. The class list and the recipe parameters travel with the dataset: ClassLabel
 names of `events/label`, `metadata.json` (`class_names`, `recipe`) and the description.
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
 
 from data_prep.recipe import MixtureSpec
 from data_prep.render import chunk_file, plan_chunks
@@ -91,8 +96,17 @@ class SedMixtures(tfds.core.GeneratorBasedBuilder):
             disable_shuffling=True,  # keep mixture order: reproducible reads, simple eval mapping
             metadata=tfds.core.MetadataDict(
                 class_names=list(cfg.class_names), snr_db=cfg.snr_db,
-                recipe=json.loads(cfg.recipe)),
+                recipe=json.loads(cfg.recipe),
+                classes_without_verified_clips=json.loads(cfg.recipe).get(
+                    "classes_without_verified_clips", [])),
         )
+
+    def _log_download_bytes(self) -> None:
+        """tfds' banner ("Downloading and preparing dataset Unknown size ..."): data_prep logs
+        its own line; nothing is downloaded."""
+
+    def _log_download_done(self) -> None:
+        """tfds' "Dataset ... downloaded and prepared" line: data_prep logs its own."""
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         work_dir = Path(dl_manager.manual_dir)
@@ -144,11 +158,18 @@ def builder_class(config: MixtureConfig) -> type[SedMixtures]:
     return ConfiguredSedMixtures
 
 
+def _serialize_deterministically(self, example) -> bytes:
+    return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+
 def build_snr_dataset(work_dir: Path, staging_dir: Path, snr_db: int, class_names,
                       recipe: dict) -> Path:
     """Writes the TFRecord dataset for one SNR under `staging_dir`; returns its version folder."""
     config = mixture_config(snr_db, class_names, recipe)
     tfds.disable_progress_bar()  # data_prep reports its own progress
+    # tfds builds its serializer inside the split writer, with no hook to pass one in: replace
+    # the method for this (data_prep worker) process so shard bytes do not depend on the hash seed.
+    example_serializer.ExampleSerializer.serialize_example = _serialize_deterministically
     builder = builder_class(config)(config=config.name, data_dir=str(staging_dir))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(work_dir), compute_stats=tfds.download.ComputeStatsMode.SKIP))

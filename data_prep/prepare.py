@@ -54,15 +54,31 @@ class PrepareResult:
     total_seconds: float
 
 
+LOCK_FILE = ".prepare.lock"
+# Recipe-record keys derived from the source data, not requested: left out of re-run comparisons.
+DERIVED_RECIPE_KEYS = ("spec_fingerprint", "classes_without_verified_clips")
+
+
 @contextlib.contextmanager
 def _exclusive(out_dir: Path) -> Iterator[None]:
+    """Holds DATA_DIR's lock; a failed run that leaves nothing but the lock removes it again
+    (and the folder, if this run made it), so a typo'd command leaves no empty folder behind."""
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / ".prepare.lock", "w") as lock:
+    lock_path = out_dir / LOCK_FILE
+    with open(lock_path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise DataPrepError(f"{out_dir}: another data_prep run is using this folder") from None
-        yield
+        try:
+            yield
+        except BaseException:
+            if [p.name for p in out_dir.iterdir()] == [LOCK_FILE]:
+                lock_path.unlink()
+                if made:
+                    out_dir.rmdir()
+            raise
 
 
 def _stored_recipe(version_dir: Path) -> dict | None:
@@ -82,7 +98,8 @@ def _snrs_to_build(out_dir: Path, snrs: Sequence[int], request: dict, overwrite:
             todo.append(snr)
             continue
         stored = dict(_stored_recipe(final) or {})
-        stored.pop("spec_fingerprint", None)
+        for key in DERIVED_RECIPE_KEYS:
+            stored.pop(key, None)
         wanted = {**request, "snr_db": snr}
         if stored != wanted:
             diff = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
@@ -163,7 +180,10 @@ def prepare_datasets(sources: Callable[[], tuple[Path, Path]], out_dir: str | Pa
     snrs = sorted({int(s) for s in snrs})
     if not snrs:
         raise DataPrepError("no SNR requested")
-    workers = max(1, workers or len(os.sched_getaffinity(0)))
+    recipe.check_parameters(mixtures_per_fold, event_order)
+    if workers is not None and workers < 1:
+        raise DataPrepError(f"workers must be >= 1, got {workers}")
+    workers = workers or len(os.sched_getaffinity(0))
     request = {**source, "mixtures_per_fold": mixtures_per_fold, "event_order": event_order,
                "seed": recipe.MIXTURE_SEED, "fold_seed": recipe.FOLD_SEED,
                "events_per_mixture": recipe.EVENTS_PER_MIXTURE, "features": FEATURE_PARAMS,
@@ -179,6 +199,12 @@ def prepare_datasets(sources: Callable[[], tuple[Path, Path]], out_dir: str | Pa
         log(f"events: {events.csv_path} ({events.layout} layout, {len(events.clips)} clips, "
             f"{sum(c.manually_verified for c in events.clips)} verified); "
             f"scenes: {scenes.meta_path} ({len(scenes.clips)} clips)")
+        empty = classes_without_verified_clips(events, class_names)
+        if empty:
+            log(f"warning: {len(empty)} of {len(class_names)} classes have no verified clips in "
+                f"{events.csv_path}: {', '.join(empty)}. No mixture contains them, so the model "
+                "never learns them and they are excluded from macro averages (recorded in each "
+                "dataset's metadata.json as classes_without_verified_clips)")
         spec = recipe.create_mixture_spec(events, scenes, class_names, mixtures_per_fold,
                                           event_order)
         spec.save(out_dir / SPEC_FILE)
@@ -196,8 +222,10 @@ def prepare_datasets(sources: Callable[[], tuple[Path, Path]], out_dir: str | Pa
         render_seconds = time.monotonic() - r0
         # One TFRecord writer per SNR, in parallel: ZLIB-compressing the log-mels dominates.
         jobs = [(out_dir, work_dir, snr, tuple(class_names),
-                 {**request, "snr_db": snr, "spec_fingerprint": spec.fingerprint})
+                 {**request, "snr_db": snr, "spec_fingerprint": spec.fingerprint,
+                  "classes_without_verified_clips": empty})
                 for snr in todo]
+        log(f"writing TFRecord datasets for SNR {todo} under {out_dir / 'tfds'}")
         for snr, final, seconds in parallel.run_jobs(_build, jobs, workers):
             log(f"snr {snr}: wrote {final} in {format_seconds(seconds)}")
             if not keep_work:
@@ -212,6 +240,13 @@ def prepare_datasets(sources: Callable[[], tuple[Path, Path]], out_dir: str | Pa
         + f" in {format_seconds(total)}"
         + (f"; features {rendered / render_seconds:.1f} mixtures/s" if rendered else ""))
     return PrepareResult(datasets, todo, reused, rendered, render_seconds, total)
+
+
+def classes_without_verified_clips(events: layouts.EventCorpus,
+                                   class_names: Sequence[str]) -> list[str]:
+    """Classes of `class_names` with no manually verified clip (the recipe uses only those)."""
+    verified = {c.label for c in events.clips if c.manually_verified}
+    return [c for c in class_names if c not in verified]
 
 
 def prepare_dcase(events_dir: str | Path, scenes_dir: str | Path, out_dir: str | Path,

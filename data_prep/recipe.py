@@ -173,6 +173,15 @@ def _probe_all(paths: Sequence[Path], min_seconds: float, what: str,
     return durations
 
 
+def check_parameters(mixtures_per_fold: int, event_order: str) -> None:
+    """Raises DataPrepError for recipe parameters no corpus can satisfy (checked before any
+    work, so a bad flag never leaves a half-made corpus behind)."""
+    if mixtures_per_fold < 1:
+        raise DataPrepError(f"mixtures_per_fold must be >= 1, got {mixtures_per_fold}")
+    if event_order not in EVENT_ORDERS:
+        raise DataPrepError(f"event_order must be one of {EVENT_ORDERS}, got {event_order!r}")
+
+
 def create_mixture_spec(events: EventCorpus, scenes: SceneCorpus, class_names: Sequence[str],
                         mixtures_per_fold: int = MIXTURES_PER_FOLD,
                         event_order: str = "faithful", seed: int = MIXTURE_SEED,
@@ -182,10 +191,7 @@ def create_mixture_spec(events: EventCorpus, scenes: SceneCorpus, class_names: S
     Probes every event and scene file the spec uses (header only) so that missing, corrupt, empty
     or too-short files are reported up front, all at once, naming each file.
     """
-    if mixtures_per_fold < 1:
-        raise DataPrepError(f"mixtures_per_fold must be >= 1, got {mixtures_per_fold}")
-    if event_order not in EVENT_ORDERS:
-        raise DataPrepError(f"event_order must be one of {EVENT_ORDERS}, got {event_order!r}")
+    check_parameters(mixtures_per_fold, event_order)
     total = NUM_FOLDS * mixtures_per_fold
     if len(scenes.clips) < total:
         raise DataPrepError(

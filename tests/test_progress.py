@@ -19,3 +19,26 @@ def test_progress_line_reports_rate_and_eta():
     with progress_bar("features", 4, stream=quiet, quiet=True) as progress:
         progress.update(4)
     assert quiet.getvalue() == ""
+
+
+def test_eta_starts_after_the_first_compiled_step():
+    import io
+
+    from twostep_jax.progress import progress_bar
+
+    clock = {"t": 0.0}
+    bar = progress_bar("train", 100, unit="clips", stream=io.StringIO())
+    bar._time = lambda: clock["t"]
+    bar.start_t = bar.last_print_t = 0.0
+    clock["t"] = 60.0  # the first step: a minute of compilation
+    bar.update(10)
+    bar.restart_clock()
+    clock["t"] = 62.0  # the next steps: 10 clips/s
+    bar.update(20)
+    d = bar.format_dict
+    remaining = (d["total"] - d["n"]) / ((d["n"] - d["initial"]) / d["elapsed"])
+    assert d["initial"] == 10 and d["elapsed"] == 2.0
+    assert remaining == 7.0  # 70 clips at 10 clips/s, not ~210 s inflated by compilation
+    line = bar.format_meter(**{**d, "rate": None})
+    assert "ETA 00:07" in line
+    bar.close()

@@ -217,6 +217,14 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.alpha < 0:
             raise ValueError(f"alpha must be >= 0, got {self.alpha}")
+        if not 0.0 < self.learning_rate < float("inf"):
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if min(self.log_every_steps, self.keep_checkpoints) < 1 or self.checkpoint_every_steps < 0:
+            raise ValueError("log_every_steps and keep_checkpoints must be >= 1, "
+                             "checkpoint_every_steps >= 0")
+        if not 0.0 < self.plateau_factor <= 1.0 or self.plateau_patience < 0:
+            raise ValueError(f"plateau_factor must be in (0, 1] and plateau_patience >= 0, got "
+                             f"{self.plateau_factor}, {self.plateau_patience}")
 
     @property
     def train_folds(self) -> tuple[int, ...]:

@@ -78,6 +78,13 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 110) -> Path:
     return path
 
 
+def describe_os_error(e: OSError) -> str:
+    """One line for an OSError the user can act on: `<path>: <reason>` (a read-only or full
+    disk, a permission, a path through a file)."""
+    where = f"{e.filename}: " if e.filename else ""
+    return f"{where}{e.strerror or e}"
+
+
 def safe_filename(name: str) -> str:
     """A file-name-safe version of a clip/file name, without an audio extension."""
     name = re.sub(r"\.(wav|flac|ogg|mp3)$", "", name, flags=re.IGNORECASE)

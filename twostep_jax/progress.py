@@ -3,6 +3,8 @@
     bar = progress_bar("train", total=3200, unit="clips")
     bar.update(8); bar.set_postfix_str("loss 0.2751"); bar.close()
 
+`bar.restart_clock()` restarts the rate and ETA from the current count: training calls it after
+its first step, whose compilation would otherwise inflate the first ETAs many times over.
 On a terminal the line is redrawn in place every second (done/total, %, rate in unit/s, ETA).
 Elsewhere (logs, CI, a pipe) every refresh is its own line, at most every 10 s, without the bar
 graphic; `quiet=True` prints nothing.
@@ -30,6 +32,16 @@ class _Bar(tqdm):
             rate = (d["n"] - d.get("initial", 0)) / d["elapsed"]
         d["rate_text"] = f"{rate:.1f} {d['unit']}/s" if rate else f"? {d['unit']}/s"
         return d
+
+    def restart_clock(self) -> None:
+        """Forget the time spent so far: rate and ETA count from now and the current `n`."""
+        from tqdm.std import EMA
+
+        if self.disable:
+            return
+        self.start_t = self.last_print_t = self._time()
+        self.initial = self.last_print_n = self.n
+        self._ema_dn, self._ema_dt = EMA(self.smoothing), EMA(self.smoothing)
 
 
 class _LineStream:

@@ -126,7 +126,7 @@ def test_load_audio_errors_name_the_file(tmp_path, case):
     elif case == "nan":
         soundfile.write(str(path), np.array([0.0, np.nan, 0.1], np.float32), 44100,
                         subtype="FLOAT")
-    message = {"missing": "not found", "corrupt": "cannot decode", "empty": "no audio samples",
+    message = {"missing": "not found", "corrupt": "not a readable audio file", "empty": "no audio samples",
                "nan": "NaN"}[case]
     with pytest.raises(F.AudioError, match=message) as err:
         F.load_audio(path)
@@ -138,3 +138,19 @@ def test_importing_features_and_input_pipeline_does_not_import_tensorflow():
     code = ("import sys, twostep_jax, twostep_jax.data.features, twostep_jax.data.input_pipeline, twostep_jax.data.dataset; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_unreadable_files_and_directories_get_plain_messages(tmp_path, capfd):
+    from twostep_jax.data.features import AudioError, load_audio
+
+    # These bytes send libsndfile through its MPEG probe: "File does not exist or is not a
+    # regular file (possibly a pipe?)" and mpg123 chatter on stderr (fd 2) before the fix.
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(np.random.default_rng(1).integers(0, 256, 200000, dtype=np.uint8).tobytes())
+    with pytest.raises(AudioError, match="noise.wav: not a readable audio file") as e:
+        load_audio(noise)
+    assert "possibly a pipe" not in str(e.value)
+    captured = capfd.readouterr()
+    assert "mpg123" not in captured.err and "MPEG" not in captured.err, captured.err
+    with pytest.raises(AudioError, match="is a directory, not an audio file"):
+        load_audio(tmp_path)

@@ -20,3 +20,35 @@ def test_cli_flag_validation():
     args = cli.parse_args(["--out", "x"])
     assert (args.source, args.snr, args.mixtures_per_fold, args.event_order) == (
         "builtin", [0, 10, 20], 2000, "faithful")
+
+
+def test_bad_arguments_generate_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--source", "builtin", "--mixtures-per-fold", "0", "--out", str(out)])
+    assert e.value.code == 2 and "--mixtures-per-fold must be >= 1" in capsys.readouterr().err
+    # The library entry point checks before generating the corpus, too.
+    from data_prep import prepare
+    from data_prep.errors import DataPrepError
+
+    with pytest.raises(DataPrepError, match="mixtures_per_fold must be >= 1"):
+        prepare.prepare_builtin(out, [20], mixtures_per_fold=0, log=lambda m: None)
+    assert not out.exists()
+
+
+def test_a_failed_run_leaves_no_folder_behind_and_os_errors_are_one_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["--source", "dcase", "--events-dir", str(tmp_path / "missing"),
+                     "--scenes-dir", str(tmp_path), "--out", str(out), "--snr", "0"]) == 2
+    assert not out.exists()  # it held only the lock file this run made
+    kept = tmp_path / "kept"
+    (kept / "notes").mkdir(parents=True)
+    assert cli.main(["--source", "dcase", "--events-dir", str(tmp_path / "missing"),
+                     "--scenes-dir", str(tmp_path), "--out", str(kept), "--snr", "0"]) == 2
+    assert (kept / "notes").is_dir()  # someone else's folder: left alone
+    capsys.readouterr()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert cli.main(["--out", str(blocker / "out"), "--snr", "20", "--mixtures-per-fold", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("data_prep: error: ") and "Not a directory" in err[0]

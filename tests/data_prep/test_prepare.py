@@ -160,3 +160,36 @@ def test_lock_refuses_a_concurrent_run(tmp_path, tmp_path_factory):
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(DataPrepError, match="another data_prep run"):
             _prepare(tmp_path_factory, out)
+
+
+# ------------------------------------------------------------------ what a build tells the user
+
+
+def test_classes_without_verified_clips_are_reported_and_recorded(tmp_path_factory, tmp_path):
+    data_dir = fixtures.built_dataset(tmp_path_factory)
+    missing = list(F.FSD_CLASS_NAMES[len(fixtures.LABELS):])  # the corpus has 6 of the 41 labels
+    for snr in (0, 20):
+        meta = json.loads((ds.dataset_version_dir(data_dir, snr) / "metadata.json").read_text())
+        assert meta["classes_without_verified_clips"] == missing
+    # Said at prep time, before the recipe runs (here it then fails: 2 scenes for 8 mixtures).
+    messages = []
+    out = tmp_path / "out"
+    with pytest.raises(DataPrepError, match="scenes listed"):
+        prepare.prepare_dcase(fixtures.small_fsd(tmp_path), fixtures.write_tau(tmp_path / "tau", 2),
+                              out, [20], mixtures_per_fold=2, workers=1, log=messages.append)
+    (warning,) = [m for m in messages if m.startswith("warning:")]
+    verified = {label for _, label, v, _ in fixtures.event_rows(8) if v}  # small_fsd's rows
+    assert len(verified) == 5  # one of its 6 labels has an unverified clip only
+    assert f"{41 - len(verified)} of 41 classes have no verified clips" in warning
+    assert "Acoustic_guitar" not in warning and "Writing" in warning and "macro averages" in warning
+    assert not out.exists()  # the failed run removed its lock and the folder it made
+
+
+def test_no_tfds_download_banner(tmp_path, capfd):
+    from data_prep import builder
+
+    config = builder.mixture_config(20)
+    b = builder.builder_class(config)(config=config.name, data_dir=str(tmp_path))
+    b._log_download_bytes()
+    b._log_download_done()
+    assert capfd.readouterr().out == ""

@@ -46,8 +46,12 @@ def test_tagging_any_rate_channels_and_length(tiny_run, loaded_run, tmp_path, ca
             assert r["window_starts_s"] == pytest.approx([0.0, 311 * 0.032, 469 * 0.032])
             assert len(r["figures"]) == 3
         assert all(Path(p).is_file() for p in r["figures"])
-    # 3 tag lines per file.
-    assert sum(1 for line in out.splitlines() if line.startswith("  ") and "figure:" not in line) == 12
+    # Per file: 3 lines, of tags (probability >= 0.5) or of top scores under a "nothing passed" line.
+    for r in results.values():
+        assert r["tags"] == [c for c, p in sorted(r["clip_probs"].items(), key=lambda kv: -kv[1]) if p >= 0.5]
+    nothing = out.count("nothing passed the threshold 0.5")
+    lines = [line for line in out.splitlines() if line.startswith("  ") and "figure:" not in line]
+    assert len(lines) == 12 + nothing
 
 
 def test_tagging_features_equal_training_features_per_window():
@@ -78,10 +82,41 @@ def test_silent_and_corrupt_files_get_clear_messages(tiny_run, tmp_path, capsys)
     assert evaluate_cli("--workdir", tiny_run.workdir, "--audio", silent, corrupt, tmp_path / "missing.wav") == 2
     err = capsys.readouterr().err
     assert "silent.wav: audio is silent" in err
-    assert "corrupt.wav: cannot decode audio" in err
+    assert "corrupt.wav: not a readable audio file" in err
     assert "missing.wav: audio file not found" in err
     assert "none of the 3 file(s) could be tagged" in err
 
     assert evaluate_cli("--workdir", tiny_run.workdir, "--audio", silent, good) == 0
     captured = capsys.readouterr()
     assert "good.wav (2.00 s" in captured.out and "silent" in captured.err
+
+
+def test_tags_do_not_depend_on_the_file_level(loaded_run, tmp_path):
+    from twostep_jax.evaluation.tagging import tag_file
+
+    audio = _tone(48000, 10, 2, seed=7)
+    audio /= np.abs(audio).max()
+    probs = []
+    for gain_db in (-0.45, -6.0, -20.0, -40.0):  # peak 0.95, 0.5, 0.1, 0.01
+        path = tmp_path / f"scene_{gain_db}.wav"
+        soundfile.write(path, audio * 10 ** (gain_db / 20), 48000, subtype="PCM_24")
+        probs.append(tag_file(loaded_run, str(path)).clip_probs)
+    top = [list(np.argsort(-p)[:5]) for p in probs]
+    assert all(t == top[0] for t in top), top
+    for p in probs[1:]:
+        np.testing.assert_allclose(p, probs[0], atol=2e-3)
+
+
+def test_nothing_above_the_threshold_is_said_so_and_comes_out_empty(loaded_run, tmp_path):
+    from twostep_jax.evaluation.tagging import format_result, result_json, tag_file
+
+    path = tmp_path / "scene.wav"
+    soundfile.write(path, _tone(32000, 10, 1, seed=3), 32000)
+    result = tag_file(loaded_run, str(path), threshold=0.999)
+    assert float(result.clip_probs.max()) < 0.999  # the untrained tiny model is never that sure
+    assert result.events == []
+    text = format_result(result, loaded_run.class_names, top=3)
+    assert "nothing passed the threshold 0.999; top scores (not detections):" in text
+    assert "active" not in text
+    summary = result_json(result, loaded_run.class_names)
+    assert summary["tags"] == [] and summary["events"] == []

@@ -57,18 +57,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pipeline", action="store_true",
                    help="time the input pipeline alone on --data (TFRecord read, batching, prefetch)")
     p.add_argument("--epochs", type=int, default=3, help="with --pipeline: epochs of batches to time")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if min(args.global_batch, args.devices, args.steps, args.epochs) < 1 or args.warmup < 0:
+        p.error("--global-batch, --devices, --steps and --epochs must be >= 1, --warmup >= 0")
+    if args.pipeline and not args.data:
+        p.error("--pipeline needs --data DATA_DIR")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, OSError) as e:  # bad data folder, device count, unwritable output
+        print(f"python -m twostep_jax.benchmark: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     sweep_devices = args.sweep_devices or sorted({1, args.devices})
     from twostep_jax import backend
 
     backend.configure(max(sweep_devices) if args.sweep else args.devices, args.xla_cpu_eigen_conv)
     if args.pipeline:
-        if not args.data:
-            raise SystemExit("--pipeline needs --data DATA_DIR")
         from twostep_jax.benchmark.pipeline import run_pipeline_benchmark
 
         out: Any = run_pipeline_benchmark(args.data, args.snr, args.global_batch, args.devices, args.epochs)

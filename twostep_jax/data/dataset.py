@@ -268,14 +268,33 @@ def split_train_val(clips: ClipArrays, val_fraction: float = 0.1,
     times), so this validation set is easier than the held-out fold; it is for model selection,
     the held-out fold stays the reported test.
     """
+    n = len(clips)
+    n_val = validation_count(n, val_fraction)
+    perm = np.random.default_rng(seed).permutation(n)
+    return clips.take(np.sort(perm[n_val:])), clips.take(np.sort(perm[:n_val]))
+
+
+def validation_count(n: int, val_fraction: float) -> int:
+    """Clips `split_train_val` carves for validation out of `n` training-fold clips."""
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    n = len(clips)
     n_val = max(1, int(round(n * val_fraction)))
     if n_val >= n:
         raise ValueError(f"cannot carve a validation set from {n} clip(s)")
-    perm = np.random.default_rng(seed).permutation(n)
-    return clips.take(np.sort(perm[n_val:])), clips.take(np.sort(perm[:n_val]))
+    return n_val
+
+
+def split_sizes(info: DatasetInfo, config: Any) -> dict[str, int]:
+    """Clips per split of a run (a TrainConfig) from the dataset info alone (nothing decoded)."""
+    missing = [f for f in (*config.train_folds, config.test_fold) if f not in info.num_clips]
+    if missing:
+        raise ValueError(f"fold(s) {missing} not in {info.path} (folds: {sorted(info.num_clips)})")
+    n = sum(info.num_clips[f] for f in config.train_folds)
+    test = info.num_clips[config.test_fold]
+    if config.select_on_test_fold:
+        return {"train": n, "val": test, "test": test}
+    n_val = validation_count(n, config.val_fraction)
+    return {"train": n - n_val, "val": n_val, "test": test}
 
 
 def training_splits(config: Any) -> tuple[DatasetInfo, ClipArrays, ClipArrays]:

@@ -16,8 +16,11 @@ A 10 s clip (320,000 samples) gives 1 + (320000 - 2048) // 1024 = 311 frames.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sys
+from typing import Iterator
 
 import numpy as np
 
@@ -59,12 +62,15 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
     import soundfile  # local: keeps `import twostep_jax.data.features` cheap for the constants.
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise AudioError(f"{path}: is a directory, not an audio file")
     if not os.path.isfile(path):
         raise AudioError(f"{path}: audio file not found")
     try:
-        audio, sr = soundfile.read(path, dtype="float32", always_2d=True)
+        with _quiet_stderr():
+            audio, sr = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as e:  # libsndfile raises several types (LibsndfileError, RuntimeError, ...)
-        raise AudioError(f"{path}: cannot decode audio ({type(e).__name__}: {e})") from e
+        raise AudioError(f"{path}: not a readable audio file ({_decoder_reason(e)})") from e
     if audio.shape[0] == 0 or audio.shape[1] == 0:
         raise AudioError(f"{path}: file holds no audio samples")
     mono = audio.mean(axis=1, dtype=np.float32)
@@ -75,6 +81,33 @@ def load_audio(path: str | os.PathLike, target_sr: int = SAMPLE_RATE) -> np.ndar
 
         mono = librosa.resample(mono, orig_sr=sr, target_sr=target_sr)
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Sends file descriptor 2 to /dev/null for the block: libsndfile's mpg123 decoder prints
+    "Note: ..." lines from C while probing a non-MP3 file, past Python's sys.stderr."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _decoder_reason(e: Exception) -> str:
+    """libsndfile's reason without the file name it repeats; its text for bytes that its MPEG
+    probe rejects ("File does not exist or is not a regular file (possibly a pipe?)") misleads
+    about a file that plainly exists, so that one becomes "unknown format"."""
+    text = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+    text = text.split("': ", 1)[-1].rstrip(".")
+    if "not a regular file" in text or "does not exist" in text:
+        return "unknown format or corrupt data"
+    return text[:160]
 
 
 @functools.lru_cache(maxsize=4)

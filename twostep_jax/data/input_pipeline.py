@@ -68,7 +68,7 @@ def steps_per_epoch(n_clips: int, global_batch: int) -> int:
     return n_clips // global_batch
 
 
-def _per_device(global_batch: int, num_devices: int, process_count: int) -> int:
+def per_device_batch(global_batch: int, num_devices: int, process_count: int) -> int:
     if global_batch <= 0 or num_devices <= 0 or process_count <= 0:
         raise ValueError(f"global_batch ({global_batch}), num_devices ({num_devices}) and "
                          f"process_count ({process_count}) must be positive")
@@ -98,7 +98,7 @@ def train_batches(clips: ClipArrays, stats: NormStats, global_batch: int, seed: 
     contiguous slice of each global batch. The last partial batch is dropped. `start_step`
     skips the first steps of the epoch (exact resume).
     """
-    per_device = _per_device(global_batch, num_devices, process_count)
+    per_device = per_device_batch(global_batch, num_devices, process_count)
     if not 0 <= process_index < process_count:
         raise ValueError(f"process_index {process_index} not in [0, {process_count})")
     steps = steps_per_epoch(len(clips), global_batch)
@@ -120,7 +120,7 @@ def eval_batches(clips: ClipArrays, stats: NormStats, global_batch: int, num_dev
     Yields {"logmel": [D, B, T, F], "target": [D, B, K], "mask": [D, B] float32 (1 = real clip,
     0 = padding), "index": [D, B] int64 (clip index into `clips`, -1 for padding)}.
     """
-    per_device = _per_device(global_batch, num_devices, process_count)
+    per_device = per_device_batch(global_batch, num_devices, process_count)
     local = num_devices * per_device
     for start in range(0, len(clips), global_batch):
         idx = np.full(global_batch, -1, np.int64)

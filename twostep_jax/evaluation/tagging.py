@@ -16,8 +16,16 @@ into 311-frame (10 s) windows:
   has a full 10 s scene), and would pull the attention. Only activity within the real duration
   is reported.
 
-Digitally silent files (peak below -90 dBFS) are refused: their features are out of
+Level: the recipe peak-normalises every training mixture (data_prep/mixing.py: the event and
+scene tracks are divided by their joint peak and averaged, so a mixture peaks at about half full
+scale), and the log-mel turns a gain into an offset the network has never seen. So a file is
+scaled to peak `RECIPE_PEAK` before its features: the same recording at any gain gets the same
+tags. Digitally silent files (peak below -90 dBFS) are refused: their features are out of
 distribution and any tag would be meaningless.
+
+Detections are the classes whose clip probability reaches the threshold, and the time ranges are
+reported for those only: a file where no class does comes out empty ("nothing passed the
+threshold"), with the top scores shown as scores, not as detections.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from twostep_jax.metrics.sed import frame_probs_to_events
 from twostep_jax.viz.figures import figure_arrays, plot_attention_figure
 
 SILENCE_PEAK = 10 ** (-90 / 20)  # -90 dBFS: below the 16-bit noise floor's typical dither
+RECIPE_PEAK = 0.5  # |sample| peak user audio is scaled to: a mixture's, where one track dominates
 
 
 @dataclasses.dataclass
@@ -49,7 +58,7 @@ class TagResult:
     padded: bool  # shorter than one window: repeated to fill it
     clip_probs: np.ndarray  # [K] max over windows
     frame_probs: np.ndarray  # [T', K] frames starting within the real duration
-    events: list[tuple[int, float, float]]  # (class, onset_s, offset_s) where frame_probs > threshold
+    events: list[tuple[int, float, float]]  # (class, onset_s, offset_s) of detected classes only
     threshold: float
     figures: list[Path] = dataclasses.field(default_factory=list)
 
@@ -80,6 +89,7 @@ def tag_file(run: LoadedRun, path: str, threshold: float = 0.5, figure_dir: str 
     if peak < SILENCE_PEAK:
         level = "-inf" if peak == 0 else f"{20 * np.log10(peak):.0f}"
         raise AudioError(f"{path}: audio is silent (peak {level} dBFS); nothing to tag")
+    audio = audio * np.float32(RECIPE_PEAK / peak)  # the recipe's level (module docstring)
     duration = audio.shape[0] / SAMPLE_RATE
     mel, padded = audio_logmel(audio)
     frames = run.model_config.frames
@@ -101,7 +111,9 @@ def tag_file(run: LoadedRun, path: str, threshold: float = 0.5, figure_dir: str 
     # Frames starting within the real audio (the last may overhang it by less than a frame).
     real = min(timeline.shape[0], int(np.ceil(duration / HOP_S - 1e-9)))
     timeline = timeline[:real]
-    events = frame_probs_to_events(timeline, HOP_S, threshold, clip_duration=duration)
+    detected = clip_probs >= threshold
+    events = [e for e in frame_probs_to_events(timeline, HOP_S, threshold, clip_duration=duration)
+              if detected[e[0]]]
     return TagResult(path=str(path), duration_s=duration, window_starts_s=[s * HOP_S for s in starts],
                      padded=padded, clip_probs=clip_probs, frame_probs=timeline, events=events,
                      threshold=threshold, figures=figures)
@@ -128,8 +140,14 @@ def format_result(result: TagResult, class_names: Sequence[str], top: int = 5) -
     how = "repeated to 10 s" if result.padded else f"{n} window{'s' if n > 1 else ''} of 10 s"
     lines = [f"{result.path} ({result.duration_s:.2f} s, {how}):"]
     width = max(len(c) for c in class_names)
-    for k in np.argsort(-result.clip_probs, kind="stable")[:top]:
-        spans = _ranges(result.events, int(k))
+    order = np.argsort(-result.clip_probs, kind="stable")
+    detected = [int(k) for k in order if result.clip_probs[k] >= result.threshold][:top]
+    if not detected:
+        lines.append(f"  nothing passed the threshold {result.threshold:g}; top scores (not detections):")
+        for k in order[:top]:
+            lines.append(f"  {class_names[k]:<{width}}  {result.clip_probs[k]:.3f}")
+    for k in detected:
+        spans = _ranges(result.events, k)
         where = f"active {spans}" if spans else f"(no frame above {result.threshold:g})"
         lines.append(f"  {class_names[k]:<{width}}  {result.clip_probs[k]:.3f}  {where}")
     for p in result.figures:
@@ -143,6 +161,8 @@ def result_json(result: TagResult, class_names: Sequence[str]) -> dict:
         "path": result.path, "duration_s": result.duration_s, "padded": result.padded,
         "window_starts_s": result.window_starts_s, "threshold": result.threshold,
         "clip_probs": {c: float(p) for c, p in zip(class_names, result.clip_probs)},
+        "tags": [class_names[k] for k in np.argsort(-result.clip_probs, kind="stable")
+                 if result.clip_probs[k] >= result.threshold],
         "events": [{"label": class_names[k], "onset_s": on, "offset_s": off} for k, on, off in result.events],
         "figures": [str(p) for p in result.figures],
     }

@@ -20,19 +20,35 @@ import numpy as np
 from twostep_jax import fileio
 from twostep_jax.config import TrainConfig
 from twostep_jax.data import input_pipeline
-from twostep_jax.data.dataset import training_splits
+from twostep_jax.data.dataset import DatasetInfo, load_dataset_info, split_sizes, training_splits
 from twostep_jax.model.models import model_from_config
 from twostep_jax.progress import format_seconds, progress_bar
-from twostep_jax.train.checkpoint import BEST, LATEST, Checkpoints
+from twostep_jax.train.checkpoint import BEST, LATEST, Checkpoints, CorruptCheckpointError, DiskFullError
 from twostep_jax.train.metric_writer import MetricWriter
 from twostep_jax.train.predict import evaluate_clips
 from twostep_jax.train.step import (create_train_state, learning_rate_of, make_eval_step,
                                     make_train_step, with_learning_rate)
-from twostep_jax.train.workdir import SUMMARY, WorkdirMismatchError, check_or_write_run_config
+from twostep_jax.train.workdir import (SUMMARY, WorkdirBusyError, WorkdirMismatchError,
+                                      check_or_write_run_config, run_lock)
+
+
+def _after_nan_advice(ckpts: Checkpoints) -> str:
+    if ckpts.latest_step() is None:  # no run to protect: a new config may take the workdir over
+        return ("No checkpoint was saved yet: lower the learning rate (--learning-rate) or check "
+                "the data, and run again (the new configuration may reuse this workdir).")
+    return (f"The last good checkpoint in {ckpts.root} is intact. Lower the learning rate or "
+            "check the data, in another --workdir (this one holds checkpoints of this "
+            "configuration).")
 
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN/inf loss; the last good checkpoint is left as it was."""
+
+
+# What train.py reports as `train.py: error: ...` (exit 2): the user's input or environment,
+# never a bug.
+USER_ERRORS = (WorkdirMismatchError, WorkdirBusyError, CorruptCheckpointError, DiskFullError,
+               NonFiniteLossError)
 
 
 @dataclasses.dataclass
@@ -54,16 +70,59 @@ class Plateau:
         return lr
 
 
+def check_before_training(config: TrainConfig) -> tuple[DatasetInfo, dict[str, int]]:
+    """Everything checkable without writing or decoding a clip: the dataset exists and fits the
+    model, the global batch splits over local devices x processes, one epoch holds a step.
+    Returns (dataset info, clips per split)."""
+    info = load_dataset_info(config.data_dir, config.snr)
+    info.check_fits(config.model_config())
+    input_pipeline.per_device_batch(config.global_batch, jax.local_device_count(),
+                                    jax.process_count())
+    sizes = split_sizes(info, config)
+    if input_pipeline.steps_per_epoch(sizes["train"], config.global_batch) == 0:
+        raise ValueError(f"{sizes['train']} training clips are fewer than one global batch "
+                         f"({config.global_batch})")
+    return info, sizes
+
+
+def run_header(config: TrainConfig, workdir: str, info: DatasetInfo, sizes: dict[str, int]) -> str:
+    """The lines train.py prints before loading data: dataset, splits, devices, preset."""
+    val = ("the test fold (released code's selection)" if config.select_on_test_fold
+           else f"{config.val_fraction:.0%} of folds {list(config.train_folds)}")
+    devices = jax.local_devices()
+    return (f"dataset {info.path} (snr {info.snr_db} dB, {info.num_classes} classes, "
+            f"fingerprint {info.fingerprint})\n"
+            f"clips: train {sizes['train']}, validation {sizes['val']} ({val}), "
+            f"test {sizes['test']} (fold {config.test_fold})\n"
+            f"devices: {len(devices)} x {devices[0].device_kind} ({devices[0].platform})"
+            + (f", process {jax.process_index() + 1}/{jax.process_count()}"
+               if jax.process_count() > 1 else "") + "\n"
+            f"run: model {config.model}, preset {config.preset}, {config.epochs} epochs, global "
+            f"batch {config.global_batch}, alpha {config.alpha:g}, lr {config.learning_rate:g} -> "
+            f"{workdir}")
+
+
 def train_and_evaluate(config: TrainConfig, workdir: str,
                        should_stop: Callable[[int], bool] | None = None) -> dict:
     """Train `config` in `workdir` (resuming if it holds a checkpoint); return the summary.
 
-    `should_stop(global_step)` is polled after every step; returning True stops the run as a
-    crash would (without a final save) — used by tests to interrupt training.
+    Checks what it can before writing anything (`check_before_training`), then holds the
+    workdir's lock for the whole run. `should_stop(global_step)` is polled after every step;
+    returning True stops the run as a crash would (without a final save) — used by tests to
+    interrupt training.
     """
     if config.distributed:
         jax.distributed.initialize()
-    check_or_write_run_config(config, workdir)
+    info, sizes = check_before_training(config)
+    with run_lock(workdir):
+        with Checkpoints(workdir, read_only=True) as existing:
+            has_checkpoint = existing.latest_step() is not None
+        check_or_write_run_config(config, workdir, has_checkpoint)
+        print(run_header(config, workdir, info, sizes), flush=True)
+        return _train(config, workdir, should_stop)
+
+
+def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool] | None) -> dict:
     info, train, val_clips = training_splits(config)
     # Per-mel-bin z-score statistics of the training clips only; saved in every checkpoint's meta.
     stats = input_pipeline.compute_norm_stats(train)
@@ -73,9 +132,6 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
     state = create_train_state(model, jax.random.PRNGKey(config.seed), config.learning_rate)
     step_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train.target), config.global_batch)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(train.target)} training clips are fewer than one global batch "
-                         f"({config.global_batch})")
 
     writer = MetricWriter(workdir, enable_tensorboard=jax.process_index() == 0)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
@@ -87,9 +143,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
             raise WorkdirMismatchError(
                 f"{workdir} was trained on dataset {meta.get('dataset_fingerprint')}, but "
                 f"{config.data_dir} (snr {config.snr}) is {info.fingerprint}")
-        writer.truncate_after(int(state.step))
+        ckpts.discard_after(int(state.step))
         print(f"resuming {workdir} from step {int(state.step)} (epoch {meta['epoch']}, "
               f"step {meta['step_in_epoch']} of it)", flush=True)
+    # Logs past the restored step (or all of them, on a fresh start after a run that failed
+    # before its first checkpoint) are recomputed: each step is logged once.
+    writer.truncate_after(int(state.step))
     plateau = Plateau(**meta["plateau"])
 
     p_train_step = make_train_step(model, config.alpha)
@@ -118,8 +177,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
             if not all(np.isfinite(v) for v in (m["loss"], m["bce"], m["reconstruction_loss"])):
                 raise NonFiniteLossError(
                     f"non-finite loss at step {step} (loss={m['loss']}, bce={m['bce']}, "
-                    f"reconstruction={m['reconstruction_loss']}); the last good checkpoint in "
-                    f"{ckpts.root} is intact. Lower the learning rate or check the data.")
+                    f"reconstruction={m['reconstruction_loss']}). {_after_nan_advice(ckpts)}")
         for (step, _), m in zip(pending, values):
             writer.write(step, "train", m)
         progress.set_postfix_str(f"loss {float(values[-1]['loss']):.4f}", refresh=False)
@@ -136,6 +194,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
             for step_in_epoch, batch in enumerate(input_pipeline.prefetch_to_device(batches),
                                                   start=start_in_epoch):
                 state, metrics = p_train_step(state, batch, step_rng)
+                if not clips_done:
+                    progress.restart_clock()  # the ETA starts after compilation (first call)
                 step += 1
                 pending.append((step, metrics))
                 clips_done += config.global_batch

@@ -9,21 +9,28 @@ from __future__ import annotations
 import json
 import math
 import os
+import struct
+import uuid
 from typing import Any
 
 from twostep_jax import fileio
 
 METRICS = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
 
 
 class MetricWriter:
     def __init__(self, workdir: str, enable_tensorboard: bool = True):
         self.path = os.path.join(workdir, METRICS)
+        self._tb_dir = os.path.join(workdir, TENSORBOARD)
         self._tb = None
         if enable_tensorboard:
             from tensorboardX import SummaryWriter  # lazy: heavy import, only where runs log
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            # A unique suffix: tensorboardX names files by the second and host, and a writer
+            # opened within the same second as an earlier one would overwrite its file.
+            self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD),
+                                     filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
 
     def write(self, step: int, kind: str, scalars: dict[str, Any]) -> None:
         """Log scalars of a `kind` ("train", "val", "epoch", ...) at a global step."""
@@ -44,12 +51,52 @@ class MetricWriter:
             self._tb.close()
 
     def truncate_after(self, step: int) -> None:
-        """Drop records after `step` (a resumed run re-logs the steps it recomputes)."""
-        if not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-        fileio.write_text(self.path, "".join(keep))
+        """Drop records after `step` from metrics.jsonl and the TensorBoard event files (a
+        resumed run re-logs the steps it recomputes, so each step appears once)."""
+        if os.path.exists(self.path):
+            with open(self.path) as f:
+                keep = [line for line in f if line.strip() and _complete_json(line)
+                        and json.loads(line)["step"] <= step]
+            fileio.write_text(self.path, "".join(keep))
+        if os.path.isdir(self._tb_dir):
+            for name in sorted(os.listdir(self._tb_dir)):
+                if "tfevents" in name:
+                    _truncate_event_file(os.path.join(self._tb_dir, name), step)
+
+
+def _complete_json(line: str) -> bool:
+    """False for the torn last line a killed run can leave."""
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
+
+
+def _truncate_event_file(path: str, step: int) -> None:
+    """Rewrites a TensorBoard event file without the events after `step` (and without a torn
+    last record). Records are TFRecord frames: u64 length, u32 crc, data, u32 crc; kept frames
+    are copied byte for byte, so their checksums stay valid."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    with open(path, "rb") as f:
+        data = f.read()
+    kept, pos, dropped = [], 0, False
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from("<Q", data, pos)
+        end = pos + 12 + length + 4
+        if end > len(data):
+            dropped = True
+            break
+        if Event.FromString(data[pos + 12:pos + 12 + length]).step <= step:
+            kept.append(data[pos:end])
+        else:
+            dropped = True
+        pos = end
+    dropped = dropped or pos != len(data)
+    if dropped:
+        with fileio.atomic_path(path) as tmp:
+            tmp.write_bytes(b"".join(kept))
 
 
 def _to_float(v: Any) -> float | None:
