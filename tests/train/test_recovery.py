@@ -10,14 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from tests.fixtures import evaluate_cli
 from twostep_jax.config import train_config
 from twostep_jax.data import dataset
-from twostep_jax.train.checkpoint import Checkpoints, CorruptCheckpointError, DiskFullError
+from twostep_jax.train.checkpoint import Checkpoints, CorruptCheckpointError
 from twostep_jax.train.loop import NonFiniteLossError, train_and_evaluate
 from twostep_jax.train.metric_writer import read_metrics
 from twostep_jax.train.workdir import WorkdirBusyError
