@@ -21,7 +21,7 @@ ORDER = [
     "data.features", "data.dataset", "data.input_pipeline",
     "metrics.clip", "metrics.sed",
     "viz.figures",
-    "train.workdir", "train.checkpoint", "train.metric_writer", "train.step", "train.predict",
+    "train.workdir", "train.checkpoint", "train.metric_writer", "train.step", "train.parallel", "train.predict",
     "train.loop",
     "evaluation.restore", "evaluation.score", "evaluation.report", "evaluation.clip_figures",
     "evaluation.tagging",

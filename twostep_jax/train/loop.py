@@ -17,7 +17,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from twostep_jax import fileio
+from twostep_jax import backend, fileio
 from twostep_jax.config import TrainConfig
 from twostep_jax.data import input_pipeline
 from twostep_jax.data.dataset import training_splits
@@ -26,8 +26,8 @@ from twostep_jax.progress import format_seconds, progress_bar
 from twostep_jax.train.checkpoint import BEST, LATEST, Checkpoints
 from twostep_jax.train.metric_writer import MetricWriter
 from twostep_jax.train.predict import evaluate_clips
-from twostep_jax.train.step import (create_train_state, learning_rate_of, make_eval_step,
-                                    make_train_step, with_learning_rate)
+from twostep_jax.train.parallel import parallel_form
+from twostep_jax.train.step import create_train_state, learning_rate_of, with_learning_rate
 from twostep_jax.train.workdir import SUMMARY, WorkdirMismatchError, check_or_write_run_config
 
 
@@ -62,14 +62,15 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
     crash would (without a final save) — used by tests to interrupt training.
     """
     if config.distributed:
-        jax.distributed.initialize()
+        backend.initialize_distributed()
     check_or_write_run_config(config, workdir)
     info, train, val_clips = training_splits(config)
     # Per-mel-bin z-score statistics of the training clips only; saved in every checkpoint's meta.
     stats = input_pipeline.compute_norm_stats(train)
 
     num_devices = jax.local_device_count()
-    model = model_from_config(config.model_config(), axis_name="batch")
+    form = parallel_form(config.parallel)
+    model = model_from_config(config.model_config(), axis_name=form.axis_name)
     state = create_train_state(model, jax.random.PRNGKey(config.seed), config.learning_rate)
     step_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train.target), config.global_batch)
@@ -77,7 +78,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
         raise ValueError(f"{len(train.target)} training clips are fewer than one global batch "
                          f"({config.global_batch})")
 
-    writer = MetricWriter(workdir, enable_tensorboard=jax.process_index() == 0)
+    # One log for the run: process 0 writes it (every process computes the same metrics).
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
     meta = {"epoch": 0, "step_in_epoch": 0, "plateau": dataclasses.asdict(Plateau()),
             "best_val_micro_ap": None, "best_epoch": None}
@@ -92,8 +94,9 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
               f"step {meta['step_in_epoch']} of it)", flush=True)
     plateau = Plateau(**meta["plateau"])
 
-    p_train_step = make_train_step(model, config.alpha)
-    p_eval_step = make_eval_step(model)
+    state = form.put_state(state)
+    p_train_step = form.make_train_step(model, config.alpha)
+    p_eval_step = form.make_eval_step(model)
 
     def save(epoch: int, step_in_epoch: int, kinds: tuple[str, ...]) -> None:
         meta.update(epoch=epoch, step_in_epoch=step_in_epoch, plateau=dataclasses.asdict(plateau),
@@ -133,8 +136,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
                 train, stats, config.global_batch, config.seed, epoch, num_devices,
                 process_index=jax.process_index(), process_count=jax.process_count(),
                 start_step=start_in_epoch)
-            for step_in_epoch, batch in enumerate(input_pipeline.prefetch_to_device(batches),
-                                                  start=start_in_epoch):
+            for step_in_epoch, batch in enumerate(form.prefetch(batches), start=start_in_epoch):
                 state, metrics = p_train_step(state, batch, step_rng)
                 step += 1
                 pending.append((step, metrics))
@@ -151,12 +153,12 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
             flush_train_metrics()
 
             val = evaluate_clips(p_eval_step, state, val_clips, stats, config.global_batch,
-                                 list(info.class_names))
+                                 list(info.class_names), form)
             lr = float(learning_rate_of(state))
             new_lr = plateau.update(val["micro_ap"], lr, config.plateau_factor, config.plateau_patience,
                                     config.plateau_threshold)
             if new_lr != lr:
-                state = with_learning_rate(state, new_lr)
+                state = form.put_state(with_learning_rate(state, new_lr))
             best = meta["best_val_micro_ap"]
             is_best = best is None or val["micro_ap"] > best
             if is_best:
@@ -187,6 +189,8 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
         "best_val_micro_ap": meta["best_val_micro_ap"],
         "train_clips_per_second_this_session": clips_done / max(time.time() - t_start, 1e-9),
         "devices": num_devices,
+        "processes": jax.process_count(),
+        "parallel": config.parallel,
         "device_kind": jax.devices()[0].device_kind,
         "validation": "test fold (released code's selection)" if config.select_on_test_fold
         else f"{config.val_fraction:.0%} of the training folds",

@@ -17,16 +17,20 @@ METRICS = "metrics.jsonl"
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, enable_tensorboard: bool = True):
+    def __init__(self, workdir: str, enable_tensorboard: bool = True, enabled: bool = True):
+        """`enabled=False` writes nothing (processes other than 0 of a multi-host run)."""
         self.path = os.path.join(workdir, METRICS)
+        self.enabled = enabled
         self._tb = None
-        if enable_tensorboard:
+        if enable_tensorboard and enabled:
             from tensorboardX import SummaryWriter  # lazy: heavy import, only where runs log
 
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, kind: str, scalars: dict[str, Any]) -> None:
         """Log scalars of a `kind` ("train", "val", "epoch", ...) at a global step."""
+        if not self.enabled:
+            return
         clean = {k: _to_float(v) for k, v in scalars.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": int(step), "kind": kind, **clean}) + "\n")
@@ -45,7 +49,7 @@ class MetricWriter:
 
     def truncate_after(self, step: int) -> None:
         """Drop records after `step` (a resumed run re-logs the steps it recomputes)."""
-        if not os.path.exists(self.path):
+        if not self.enabled or not os.path.exists(self.path):
             return
         with open(self.path) as f:
             keep = [line for line in f if line.strip() and json.loads(line)["step"] <= step]

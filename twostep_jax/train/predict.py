@@ -1,7 +1,8 @@
-"""Running a model over a set of clips: batched, padded, on all local devices.
+"""Running a model over a set of clips: batched, padded, on all devices of all processes.
 
 Shared by training (validation every epoch) and evaluation (`evaluation.report`), which is why
-it lives here, below both: the caller passes the compiled eval step (`train.step.make_eval_step`).
+it lives here, below both: the caller passes the compiled eval step of its parallel form
+(`train.parallel.ParallelForm.make_eval_step`).
 """
 
 from __future__ import annotations
@@ -13,40 +14,52 @@ import numpy as np
 
 from twostep_jax.data import input_pipeline
 from twostep_jax.metrics.clip import clip_metrics
+from twostep_jax.train.parallel import ParallelForm, gather_processes, parallel_form
 
 
 def predict(eval_step: Callable, variables: Any, clips: Any, stats: Any, global_batch: int,
-            keep_frames: bool = False) -> dict[str, np.ndarray]:
+            keep_frames: bool = False, form: ParallelForm | None = None) -> dict[str, np.ndarray]:
     """Clip probabilities [N, K] (and frame probabilities [N, T, K]) for every clip, in order.
 
-    `eval_step` is `train.step.make_eval_step(model)` (pmapped over local devices); the last batch
-    is padded and masked so that every clip counts exactly once.
+    `eval_step` is `form.make_eval_step(model)` (default form: pmap). Each process runs its slice
+    of every global batch; the outputs of all processes are gathered at the end, so every process
+    returns all N clips. The last batch is padded and masked so that every clip counts once.
     """
+    form = form or parallel_form("pmap")
     n = len(clips.target)
-    num_devices = jax.local_device_count()
+    num_devices, processes = jax.local_device_count(), jax.process_count()
     # Round the batch to the device count: evaluation has no batch-size semantics.
-    global_batch = max(num_devices, (global_batch // num_devices) * num_devices)
-    clip_probs = np.zeros(clips.target.shape, np.float32)
-    frame_probs = np.zeros((n,) + clips.logmel.shape[1:2] + clips.target.shape[1:], np.float32) if keep_frames else None
-    seen = np.zeros(n, bool)
-    for batch in input_pipeline.eval_batches(clips, stats, global_batch, num_devices):
-        out = eval_step(variables, {"logmel": batch["logmel"]})
-        mask = np.asarray(batch["mask"]).reshape(-1) > 0
-        index = np.asarray(batch["index"]).reshape(-1)[mask]
-        clip_probs[index] = np.asarray(out["clip_probs"]).reshape((-1,) + clip_probs.shape[1:])[mask]
+    shards = num_devices * processes
+    global_batch = max(shards, (global_batch // shards) * shards)
+    variables = form.put_state(variables)
+    index, clip_probs, frame_probs = [], [], []
+    for batch in input_pipeline.eval_batches(clips, stats, global_batch, num_devices,
+                                             jax.process_index(), processes):
+        out = eval_step(variables, form.put_batch({"logmel": batch["logmel"]}))
+        index.append(np.asarray(batch["index"]).reshape(-1))
+        clip_probs.append(form.local_rows(out["clip_probs"]))
         if keep_frames:
-            frame_probs[index] = np.asarray(out["frame_probs"]).reshape((-1,) + frame_probs.shape[1:])[mask]
-        seen[index] = True
-    if not seen.all():
-        raise RuntimeError(f"evaluation covered {seen.sum()} of {n} clips")
-    result = {"clip_probs": clip_probs}
+            frame_probs.append(form.local_rows(out["frame_probs"]))
+    local = {"index": np.concatenate(index), "clip_probs": np.concatenate(clip_probs)}
     if keep_frames:
-        result["frame_probs"] = frame_probs
+        local["frame_probs"] = np.concatenate(frame_probs)
+    gathered = gather_processes(local)
+    index = gathered.pop("index")
+    real = index >= 0
+    seen = np.zeros(n, bool)
+    seen[index[real]] = True
+    if not seen.all() or real.sum() != n:
+        raise RuntimeError(f"evaluation covered {seen.sum()} of {n} clips ({real.sum()} outputs)")
+    result = {}
+    for key, rows in gathered.items():
+        placed = np.zeros((n,) + rows.shape[1:], np.float32)
+        placed[index[real]] = rows[real]
+        result[key] = placed
     return result
 
 
 def evaluate_clips(eval_step: Callable, variables: Any, clips: Any, stats: Any, global_batch: int,
-                   class_names: list[str]) -> dict:
+                   class_names: list[str], form: ParallelForm | None = None) -> dict:
     """The paper's clip-level metrics (micro-AP, macro-AP, macro AUC) on `clips`."""
-    probs = predict(eval_step, variables, clips, stats, global_batch)["clip_probs"]
+    probs = predict(eval_step, variables, clips, stats, global_batch, form=form)["clip_probs"]
     return clip_metrics(clips.target, probs, class_names)
