@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ORDER = [
     "config", "backend", "fileio", "progress", "losses",
     "model.ops", "model.layers", "model.heads", "model.models",
-    "data.features", "data.dataset", "data.input_pipeline",
+    "data.features", "data.tfrecord", "data.dataset", "data.input_pipeline",
     "metrics.clip", "metrics.sed",
     "viz.figures",
     "train.workdir", "train.checkpoint", "train.metric_writer", "train.step", "train.parallel", "train.predict",

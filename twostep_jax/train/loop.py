@@ -103,7 +103,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
                     step=step, config=config.to_dict(), dataset_fingerprint=info.fingerprint,
                     class_names=list(info.class_names), norm_stats=stats.to_dict(), snr=config.snr,
                     test_fold=config.test_fold)
-        ckpts.save(step, state, meta, kinds)
+        ckpts.save(step, form.to_global(state), meta, kinds)
 
     total_steps = steps_per_epoch * config.epochs
     progress = progress_bar("train", total_steps * config.global_batch, unit="clips",

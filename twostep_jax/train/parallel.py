@@ -52,6 +52,18 @@ def _rows_in_order(x: jax.Array) -> np.ndarray:
     return np.concatenate(parts)
 
 
+def _replicate(tree: Any, sharding: jax.sharding.NamedSharding) -> Any:
+    """Every leaf as a global array replicated with `sharding` (same value on every process)."""
+
+    def put(x):
+        if isinstance(x, jax.Array) and x.sharding == sharding:
+            return x
+        host = np.asarray(jax.device_get(x))
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(put, tree)
+
+
 @dataclasses.dataclass(frozen=True)
 class ParallelForm:
     """How to compile the steps of one parallel form and how to feed them."""
@@ -101,15 +113,14 @@ class ParallelForm:
         `pmap`: unchanged (pmap broadcasts an unmapped argument itself)."""
         if self.name == "pmap":
             return tree
-        sharding = self._sharding(jax.sharding.PartitionSpec())
+        return _replicate(tree, self._sharding(jax.sharding.PartitionSpec()))
 
-        def put(x):
-            if isinstance(x, jax.Array) and x.sharding == sharding:
-                return x
-            host = np.asarray(jax.device_get(x))
-            return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
-
-        return jax.tree.map(put, tree)
+    def to_global(self, tree: Any) -> Any:
+        """The state as arrays over all processes' devices, which orbax can save from several
+        processes: multi-process pmap returns process-local replicated arrays, converted here."""
+        if self.name == "sharded" or jax.process_count() == 1:
+            return tree
+        return _replicate(tree, self._sharding(jax.sharding.PartitionSpec()))
 
     def put_batch(self, batch: dict[str, Any], host_keys=("index", "mask")) -> dict[str, Any]:
         """Host batch `[local_devices, per_device, ...]` -> device arrays this form's steps take.
