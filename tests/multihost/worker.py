@@ -9,16 +9,8 @@ exactly as a user launches one process per host — and then evaluate.py's `main
 training and evaluation path runs without TensorFlow.
 """
 
-import importlib.abc
 import os
 import sys
-
-
-class _BlockTensorFlow(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
-            raise ImportError(f"{name} is blocked in this process (TensorFlow-free path)")
-        return None
 
 
 def main() -> int:
@@ -26,7 +18,10 @@ def main() -> int:
     devices = argv[0]
     cut = argv.index("--")
     if "--block-tensorflow" in argv[:cut]:
-        sys.meta_path.insert(0, _BlockTensorFlow())
+        # As if not installed: `import tensorflow` raises ModuleNotFoundError and
+        # importlib.util.find_spec("tensorflow") is None (what etils and our reader check).
+        for name in ("tensorflow", "tensorflow_datasets"):
+            sys.modules[name] = None
     commands = " ".join(argv[cut + 1:]).split(" -- ")
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     os.environ["JAX_PLATFORMS"] = "cpu"
@@ -39,7 +34,8 @@ def main() -> int:
     rc = train.main(commands[0].split())
     if rc == 0 and len(commands) > 1:
         rc = evaluate.main(commands[1].split())
-    assert "tensorflow" not in sys.modules or "--block-tensorflow" not in argv[:cut]
+    if "--block-tensorflow" in argv[:cut]:
+        assert sys.modules["tensorflow"] is None  # still blocked: nothing imported TensorFlow
     return rc
 
 
