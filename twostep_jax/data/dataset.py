@@ -44,6 +44,8 @@ def hide_gpus_from_tf() -> None:
     was already initialised, set_visible_devices raises RuntimeError and the earlier setting
     stands (the first call in the process, made before any TF op, is the one that matters).
     """
+    if not tensorflow_available():  # a TF-free host: nothing to hide
+        return
     import tensorflow as tf
 
     try:
