@@ -97,7 +97,8 @@ def test_two_processes_equal_one_process_with_4_devices(runs, form):
     got, meta, step = _latest(runs[form])  # restored in this single process
     assert step == ref_step == 2
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
-        np.testing.assert_allclose(a, b, atol=1e-5)
+        # Cross-process (gloo) reductions sum in another order than one process: ~1e-5 relative.
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     summary = json.loads((runs[form] / "train_summary.json").read_text())
     assert summary["processes"] == 2 and summary["devices"] == 2 and summary["parallel"] == form
     # Validation gathered the outputs of both processes: the same metric as one process.
