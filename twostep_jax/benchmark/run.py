@@ -179,11 +179,8 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     host_batch = _synthetic_batch(np.random.default_rng(seed), devices, per_device, cfg.frames,
                                   cfg.mels, cfg.classes)
     batch = form.put_batch(host_batch)
-    # The state replicated on the chosen devices, as pmap(in_axes=None) and the sharded jit keep it.
-    state = jax.device_put(create_train_state(net, rng, 1e-3), jax.sharding.NamedSharding(
-        jax.sharding.Mesh(np.asarray(devs), ("devices",)), jax.sharding.PartitionSpec()))
-    if parallel == "sharded":
-        state = form.put_state(state)
+    # The state replicated on the chosen devices, as both forms' steps return it.
+    state = form.put_state(create_train_state(net, rng, 1e-3))
     train_step, eval_step, compile_info = compile_steps(net, state, batch, alpha, form)
     eval_batch = {"logmel": batch["logmel"]}
 

@@ -109,10 +109,13 @@ class ParallelForm:
         return jax.jit(step, out_shardings=self._sharding(jax.sharding.PartitionSpec(DATA_AXIS)))
 
     def put_state(self, tree: Any) -> Any:
-        """`sharded`: every leaf replicated over the mesh (identical value on every process);
-        `pmap`: unchanged (pmap broadcasts an unmapped argument itself)."""
+        """Every leaf replicated as the step returns it, so the second step reuses the first
+        one's compilation: `sharded` over the mesh (identical value on every process); `pmap` over
+        this process's devices on its `batch` axis (pmap, now `jit(shard_map)`, compiles again
+        for an unmapped argument on one device)."""
         if self.name == "pmap":
-            return tree
+            mesh = jax.sharding.Mesh(np.asarray(self.local_devices), (AXIS,))
+            return _replicate(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
         return _replicate(tree, self._sharding(jax.sharding.PartitionSpec()))
 
     def to_global(self, tree: Any) -> Any:
