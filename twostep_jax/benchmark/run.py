@@ -149,10 +149,11 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                   data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
                   compare_torch: bool = False, conv_impl: str = "auto", alpha: float = 0.001,
                   seed: int = 0, profile_dir: str | None = None,
-                  parallel: str = "pmap") -> dict[str, Any]:
+                  parallel: str = "pmap", model_overrides: dict | None = None) -> dict[str, Any]:
     """Benchmark one configuration in this process; returns the JSON-ready result dict.
 
-    `parallel` is the data-parallel form (`train.parallel`: "pmap" or "sharded") of the steps.
+    `parallel` is the data-parallel form (`train.parallel`: "pmap" or "sharded") of the steps;
+    `model_overrides` are ModelConfig fields (e.g. smaller `frames`/`mels` for a dry run).
 
     With `profile_dir`, a few extra train steps (after all timing) run under `jax.profiler.trace`
     and leave a trace there (TensorBoard's profile plugin or Perfetto reads it).
@@ -173,7 +174,8 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     load_start = os.getloadavg()
 
     form = parallel_form(parallel, devs)
-    net = create_model(model, preset, axis_name=form.axis_name, dtype=dtype, conv_impl=conv_impl)
+    net = create_model(model, preset, axis_name=form.axis_name, dtype=dtype, conv_impl=conv_impl,
+                       **(model_overrides or {}))
     cfg = net.config
     rng = jax.random.PRNGKey(seed)
     host_batch = _synthetic_batch(np.random.default_rng(seed), devices, per_device, cfg.frames,

@@ -23,8 +23,12 @@ class MetricWriter:
         self.enabled = enabled
         self._tb = None
         if enable_tensorboard and enabled:
-            from tensorboardX import SummaryWriter  # lazy: heavy import, only where runs log
-
+            try:
+                from tensorboardX import SummaryWriter  # lazy: heavy import, only where runs log
+            except ModuleNotFoundError:  # a bare accelerator host: metrics.jsonl still has it all
+                print("note: tensorboardX is not installed; no TensorBoard event files "
+                      f"(the metrics are in {self.path})", flush=True)
+                return
             self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
     def write(self, step: int, kind: str, scalars: dict[str, Any]) -> None:
