@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Train 2APAE or a baseline with pmapped data parallelism over all local devices.
+"""Train 2APAE or a baseline with data parallelism over all devices (--parallel pmap|sharded).
 
     python train.py --data DATA_DIR --snr 20 --test-fold 1 --model 2apae --preset paper \
         --workdir RUN_DIR [--alpha 0.001] [--epochs 50] [--global-batch 24] [--dtype bfloat16]
+
+Multi-host: the same command on every host plus --coordinator-address HOST0:PORT
+--num-processes N --process-id I (or the TWOSTEP_* environment variables; see README).
 
 Re-running the same command resumes from the last checkpoint. A sweep over models x alpha x SNR
 x folds (Tables IV and V) runs with `--sweep paper_table4|quick --runs RUNS_DIR`.
@@ -27,9 +30,12 @@ def main(argv=None) -> int:
     from twostep_jax.flags import add_config_flags, config_from_args
 
     backend.add_eigen_conv_flag(parser)
+    backend.add_distributed_flags(parser)
     add_config_flags(parser)
     args = parser.parse_args(argv)
     backend.configure(eigen_convolutions=args.xla_cpu_eigen_conv)
+    if backend.distributed_requested(args):  # before anything queries the devices
+        backend.initialize_distributed(args.coordinator_address, args.num_processes, args.process_id)
     if not args.data:
         parser.error("--data DATA_DIR is required (build one with `python -m data_prep --source builtin --out DATA_DIR`)")
     if args.sweep and not args.runs:

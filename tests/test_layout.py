@@ -18,16 +18,16 @@ ROOT = Path(__file__).resolve().parents[1]
 ORDER = [
     "config", "backend", "fileio", "progress", "losses",
     "model.ops", "model.layers", "model.heads", "model.models",
-    "data.features", "data.dataset", "data.input_pipeline",
+    "data.features", "data.tfrecord", "data.dataset", "data.input_pipeline",
     "metrics.clip", "metrics.sed",
     "viz.figures",
-    "train.workdir", "train.checkpoint", "train.metric_writer", "train.step", "train.predict",
+    "train.workdir", "train.checkpoint", "train.metric_writer", "train.step", "train.parallel", "train.predict",
     "train.loop",
     "evaluation.restore", "evaluation.postprocess", "evaluation.score", "evaluation.report", "evaluation.clip_figures",
     "evaluation.tagging",
     "viz.tables", "flags", "sweep",
     "benchmark.flops", "benchmark.report", "benchmark.torch_reference", "benchmark.run",
-    "benchmark.pipeline", "benchmark.__main__",
+    "benchmark.pipeline", "benchmark.__main__", "benchmark.gpu_check",
 ]
 ORDER = ["twostep_jax." + m for m in ORDER]
 # What data_prep may use of the package (it sits beside it, reading and writing datasets).

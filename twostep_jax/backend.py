@@ -97,3 +97,49 @@ def configure(num_cpu_devices: int = 0, eigen_convolutions: bool = True) -> None
         jax.config.update("jax_num_cpu_devices", num_cpu_devices)
     if eigen_convolutions and xla_flag_supported(EIGEN_CONV_FLAG):
         _add_xla_flag(EIGEN_CONV_FLAG)
+
+
+# Multi-host launch settings, read by `initialize_distributed` when not passed explicitly (the
+# flags of train.py / evaluate.py set them). JAX itself reads JAX_COORDINATOR_ADDRESS as well.
+DISTRIBUTED_ENV = {"coordinator_address": "TWOSTEP_COORDINATOR_ADDRESS",
+                   "num_processes": "TWOSTEP_NUM_PROCESSES", "process_id": "TWOSTEP_PROCESS_ID"}
+
+
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+    """`jax.distributed.initialize` once per process, before any device query.
+
+    Arguments left None come from TWOSTEP_COORDINATOR_ADDRESS / TWOSTEP_NUM_PROCESSES /
+    TWOSTEP_PROCESS_ID, and where those are unset JAX's own detection applies (SLURM, Open MPI,
+    Cloud TPU, JAX_COORDINATOR_ADDRESS). CPU processes exchange collectives through gloo (the
+    default CPU client has none across processes); GPU/TPU backends ignore that setting.
+    """
+    import jax
+
+    if jax.distributed.is_initialized():
+        return
+    given = {"coordinator_address": coordinator_address, "num_processes": num_processes,
+             "process_id": process_id}
+    kwargs = {}
+    for key, value in given.items():
+        if value is None and os.environ.get(DISTRIBUTED_ENV[key]):
+            value = os.environ[DISTRIBUTED_ENV[key]]
+        if value is not None:
+            kwargs[key] = value if key == "coordinator_address" else int(value)
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
+
+
+def add_distributed_flags(parser) -> None:
+    """train.py's multi-host flags (argparse); each defaults to its TWOSTEP_* variable."""
+    group = parser.add_argument_group("multi-host (one process per host; see README)")
+    group.add_argument("--coordinator-address", help="HOST:PORT of process 0's coordinator "
+                       f"(env {DISTRIBUTED_ENV['coordinator_address']})")
+    group.add_argument("--num-processes", type=int, help=f"env {DISTRIBUTED_ENV['num_processes']}")
+    group.add_argument("--process-id", type=int, help=f"0..num_processes-1 (env {DISTRIBUTED_ENV['process_id']})")
+
+
+def distributed_requested(args) -> bool:
+    """Whether the flags or the environment ask for a multi-process run."""
+    return any(getattr(args, k, None) is not None for k in DISTRIBUTED_ENV) or any(
+        os.environ.get(v) for v in DISTRIBUTED_ENV.values())

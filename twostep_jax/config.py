@@ -179,7 +179,10 @@ def model_config(name: str, preset: str = "paper", **overrides: Any) -> ModelCon
 
 # Fields of TrainConfig that may differ when a run is resumed (they change how a run reports or
 # how long it goes on, not what it computes step by step).
-RESUMABLE_FIELDS = ("epochs", "log_every_steps", "keep_checkpoints", "progress", "distributed")
+PARALLEL_FORMS = ("pmap", "sharded")  # TrainConfig.parallel: train/parallel.py
+# `parallel` too: both forms compute the same step, so a run may resume in the other one.
+RESUMABLE_FIELDS = ("epochs", "log_every_steps", "keep_checkpoints", "progress", "distributed",
+                    "parallel")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +209,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every_steps: int = 25
     progress: bool = True
-    distributed: bool = False
+    distributed: bool = False  # jax.distributed.initialize() first (backend.initialize_distributed)
+    parallel: str = "pmap"  # "pmap" | "sharded" (jit over a Mesh): train.parallel
 
     def __post_init__(self):
         if self.test_fold not in (1, 2, 3, 4):
@@ -225,6 +229,8 @@ class TrainConfig:
         if not 0.0 < self.plateau_factor <= 1.0 or self.plateau_patience < 0:
             raise ValueError(f"plateau_factor must be in (0, 1] and plateau_patience >= 0, got "
                              f"{self.plateau_factor}, {self.plateau_patience}")
+        if self.parallel not in PARALLEL_FORMS:
+            raise ValueError(f"parallel must be one of {PARALLEL_FORMS}, got {self.parallel!r}")
 
     @property
     def train_folds(self) -> tuple[int, ...]:

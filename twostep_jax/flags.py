@@ -7,10 +7,12 @@ import dataclasses
 import typing
 from typing import Any
 
-from twostep_jax.config import ModelConfig, TrainConfig, train_config
+from twostep_jax.config import PARALLEL_FORMS, ModelConfig, TrainConfig, train_config
 
 # TrainConfig fields set through dedicated flags or not meant for the command line.
 _TRAIN_SKIP = {"model_overrides", "data_dir", "preset", "model"}
+# Fields whose flag takes one of a fixed set of values.
+_CHOICES = {"parallel": PARALLEL_FORMS}
 # ModelConfig fields that are chosen by --model/--preset.
 _MODEL_SKIP = {"name"}
 
@@ -54,7 +56,7 @@ def _add(group, name: str, field_type: Any, dest: str, help: str) -> None:
                            dest=dest, help=help)
     else:
         group.add_argument(_flag(name), type=_parser_type(field_type), default=None,
-                           dest=dest, help=help)
+                           dest=dest, help=help, choices=_CHOICES.get(dest))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -7,7 +7,8 @@
 its first step, whose compilation would otherwise inflate the first ETAs many times over.
 On a terminal the line is redrawn in place every second (done/total, %, rate in unit/s, ETA).
 Elsewhere (logs, CI, a pipe) every refresh is its own line, at most every 10 s, without the bar
-graphic; `quiet=True` prints nothing.
+graphic; `quiet=True` prints nothing. Without tqdm installed (a bare accelerator host runs
+`scripts/gpu_check.sh` from the source tree) the bar is silent: the loop's epoch lines remain.
 """
 
 from __future__ import annotations
@@ -15,13 +16,29 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from tqdm import tqdm
+try:
+    from tqdm import tqdm
+except ModuleNotFoundError:  # optional on hosts that only run training (see the docstring)
+    tqdm = None
 
 _PLAIN_FORMAT = ("{desc}: {n_fmt}/{total_fmt} {unit} ({percentage:.0f}%) | {rate_text} | "
                  "ETA {remaining}{postfix}")
 
 
-class _Bar(tqdm):
+class _SilentBar:
+    """The part of tqdm's interface the callers use, doing nothing (tqdm not installed)."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Bar(tqdm or object):
     """tqdm with a `{rate_text}` field: "12.3 clips/s" (tqdm's own `rate_fmt` has no space)."""
 
     @property
@@ -60,8 +77,10 @@ class _LineStream:
 
 
 def progress_bar(desc: str, total: int, unit: str = "items", initial: int = 0,
-                 quiet: bool = False, stream: TextIO | None = None) -> tqdm:
+                 quiet: bool = False, stream: TextIO | None = None):
     """A tqdm bar reporting `unit`/s and ETA (see the module docstring)."""
+    if tqdm is None:
+        return _SilentBar()
     stream = stream if stream is not None else sys.stderr
     tty = bool(getattr(stream, "isatty", lambda: False)())
     return _Bar(total=total, initial=initial, desc=desc, unit=unit, disable=quiet,

@@ -25,11 +25,14 @@ def tiny_results(builtin_dataset, tmp_path_factory):
     assert main(["--preset", "test_tiny", "--steps", "1", "--warmup", "0", "--sweep",
                  "--sweep-batches", "4", "--sweep-dtypes", "float32", "--sweep-devices", "1",
                  "--sweep-out", str(out / "sweep.md"), "--json", str(out / "sweep.json")]) == 0
-    (one,) = json.loads((out / "sweep.json").read_text())
-    assert (out / "sweep.md").read_text().count("| 2apae | test_tiny |") == 1
+    # Both parallel forms by default: one result (and table row) each.
+    one, one_sharded = json.loads((out / "sweep.json").read_text())
+    assert (one["parallel"], one_sharded["parallel"]) == ("pmap", "sharded")
+    assert one_sharded["final_loss"] == pytest.approx(one["final_loss"], rel=1e-5)
+    assert (out / "sweep.md").read_text().count("| 2apae | test_tiny |") == 2
     four = run_benchmark(model="2apae", preset="test_tiny", global_batch=4, steps=1, warmup=0,
                          devices=4, data_dir=builtin_dataset, snr=20, peak_tflops=1.0,
-                         profile_dir=str(out / "profile"))
+                         profile_dir=str(out / "profile"), parallel="sharded")
     return one, four
 
 

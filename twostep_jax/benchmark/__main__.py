@@ -3,6 +3,7 @@
     python -m twostep_jax.benchmark --model 2apae --preset paper --global-batch 24 --dtype float32 \
         [--devices N] [--steps 50] [--warmup 3] [--data DATA_DIR --snr 20] [--json OUT.json] \
         [--peak-tflops X] [--compare-torch] [--conv-impl auto|xla|shifted_gemm] [--profile DIR] [--sweep]
+        [--parallel pmap|sharded|both]   (default both: one result per parallel form)
     python -m twostep_jax.benchmark --pipeline --data DATA_DIR [--snr 0]   (input pipeline alone)
 
 Only parses flags, configures the backend (before JAX starts it) and calls `benchmark.run` /
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +25,7 @@ def _int_list(s: str) -> list[int]:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from twostep_jax.backend import add_eigen_conv_flag
-    from twostep_jax.config import CONV_IMPLS, DTYPES, MODEL_NAMES, PRESETS
+    from twostep_jax.config import CONV_IMPLS, DTYPES, MODEL_NAMES, PARALLEL_FORMS, PRESETS
 
     p = argparse.ArgumentParser(prog="python -m twostep_jax.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -44,6 +46,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--compare-torch", action="store_true",
                    help="also time the PyTorch CPU reference (needs the torch extra)")
     p.add_argument("--conv-impl", default="auto", choices=CONV_IMPLS)
+    p.add_argument("--parallel", default="both", choices=PARALLEL_FORMS + ("both",),
+                   help="data-parallel form of the steps (train/parallel.py); both: one result each")
     p.add_argument("--profile", metavar="DIR", default=None,
                    help="after timing, trace 3 train steps with jax.profiler into DIR")
     add_eigen_conv_flag(p)
@@ -91,8 +95,11 @@ def _run(args: argparse.Namespace) -> int:
     common = dict(model=args.model, preset=args.preset, steps=args.steps, warmup=args.warmup,
                   data_dir=args.data, snr=args.snr, peak_tflops=args.peak_tflops,
                   compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha)
+    from twostep_jax.config import PARALLEL_FORMS
+
+    forms = PARALLEL_FORMS if args.parallel == "both" else (args.parallel,)
     if args.sweep:
-        results = run_sweep(args.sweep_batches, args.sweep_dtypes, sweep_devices, **common)
+        results = run_sweep(args.sweep_batches, args.sweep_dtypes, sweep_devices, forms, **common)
         table = markdown_table(results)
         from twostep_jax import fileio
 
@@ -100,10 +107,13 @@ def _run(args: argparse.Namespace) -> int:
         print(table)
         out = results
     else:
-        out = run_benchmark(global_batch=args.global_batch, dtype=args.dtype, devices=args.devices,
-                            profile_dir=args.profile, **common)
-        print(summary_line(out))
-        print(markdown_table([out]))
+        out = [run_benchmark(global_batch=args.global_batch, dtype=args.dtype, devices=args.devices,
+                             profile_dir=args.profile and os.path.join(args.profile, form),
+                             parallel=form, **common) for form in forms]
+        for r in out:
+            print(summary_line(r))
+        print(markdown_table(out))
+        out = out[0] if len(out) == 1 else out
     _write_json(args.json, out)
     return 0
 

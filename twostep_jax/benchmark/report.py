@@ -12,14 +12,15 @@ def _fmt(x, spec: str) -> str:
 
 def markdown_table(results: Sequence[dict[str, Any]]) -> str:
     """One row per result: the figures a BENCHMARKS.md table needs."""
-    head = ("| model | preset | device | devices | dtype | conv | batch | compile s | step s median "
+    head = ("| model | preset | device | devices | parallel | dtype | conv | batch | compile s | step s median "
             "(p10–p90) | train clips/s | eval clips/s | e2e clips/s | GFLOP/clip train (XLA) "
             "| TFLOP/s | MFU | torch step s | JAX/torch |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         s, f, t = r["train_step_s"], r["flops_per_clip"], r["torch"]
         rows.append(
-            f"| {r['model']} | {r['preset']} | {r['device_kind']} | {r['num_devices']} | {r['dtype']} "
+            f"| {r['model']} | {r['preset']} | {r['device_kind']} | {r['num_devices']} "
+            f"| {r.get('parallel', 'pmap')} | {r['dtype']} "
             f"| {r['conv_impl']} | {r['global_batch']} | {r['compile']['train_compile_s']:.1f} "
             f"| {s['median']:.3f} ({s['p10']:.3f}–{s['p90']:.3f}) | {r['train_clips_per_s']:.2f} "
             f"| {r['eval_clips_per_s']:.2f} | {_fmt(r['end_to_end_clips_per_s'], '.2f')} "
@@ -32,7 +33,7 @@ def markdown_table(results: Sequence[dict[str, Any]]) -> str:
 def summary_line(r: dict[str, Any]) -> str:
     s = r["train_step_s"]
     line = (f"{r['model']}/{r['preset']} {r['dtype']} conv={r['conv_impl']} batch={r['global_batch']} "
-            f"devices={r['num_devices']} ({r['device_kind']}): compile {r['compile']['train_compile_s']:.1f}s, "
+            f"devices={r['num_devices']} {r.get('parallel', 'pmap')} ({r['device_kind']}): compile {r['compile']['train_compile_s']:.1f}s, "
             f"step {s['median']:.4f}s (p10 {s['p10']:.4f}, p90 {s['p90']:.4f}), "
             f"train {r['train_clips_per_s']:.2f} clips/s, eval {r['eval_clips_per_s']:.2f} clips/s, "
             f"{r['achieved_tflops']:.3f} TFLOP/s, MFU {_fmt(r['mfu'] and 100 * r['mfu'], '.1f')}")

@@ -40,7 +40,8 @@ from twostep_jax.data import input_pipeline
 from twostep_jax.data.dataset import load_folds
 from twostep_jax.model.models import create_model
 from twostep_jax.model.ops import select_conv
-from twostep_jax.train.step import create_train_state, make_eval_step, make_train_step
+from twostep_jax.train.parallel import ParallelForm, parallel_form
+from twostep_jax.train.step import create_train_state
 
 # JAX's backend starts at the first device query; the CLI configures it first (fake CPU devices,
 # XLA flags: `twostep_jax.backend.configure`), so nothing at import time may query devices.
@@ -110,18 +111,20 @@ def _synthetic_batch(rng: np.random.Generator, num_devices: int, per_device: int
 # --------------------------------------------------------------------------- the benchmark
 
 
-def compile_steps(net, state, batch, alpha: float):
-    """Ahead-of-time compile the project's pmapped train and eval steps for these inputs.
+def compile_steps(net, state, batch, alpha: float, form: ParallelForm | None = None):
+    """Ahead-of-time compile the project's train and eval steps (of `form`, default pmap) for
+    these inputs.
 
-    `state` / `batch` may be concrete or abstract (`jax.ShapeDtypeStruct`); batch leaves are
-    `[devices, per_device, ...]`. Returns (train, eval, {compile seconds}).
+    `state` / `batch` may be concrete or abstract (`jax.ShapeDtypeStruct`); batch leaves are what
+    the form's steps take (`form.put_batch`). Returns (train, eval, {compile seconds}).
     """
+    form = form or parallel_form("pmap")
     t0 = time.perf_counter()
-    lowered = make_train_step(net, alpha).lower(state, batch, jax.random.PRNGKey(0))
+    lowered = form.make_train_step(net, alpha).lower(state, batch, jax.random.PRNGKey(0))
     t1 = time.perf_counter()
     train = lowered.compile()
     t2 = time.perf_counter()
-    evaluate = make_eval_step(net).lower(state, {"logmel": batch["logmel"]}).compile()
+    evaluate = form.make_eval_step(net).lower(state, {"logmel": batch["logmel"]}).compile()
     return train, evaluate, {"train_trace_lower_s": t1 - t0, "train_compile_s": t2 - t1,
                              "eval_lower_compile_s": time.perf_counter() - t2}
 
@@ -145,8 +148,12 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                   dtype: str = "float32", devices: int = 1, steps: int = 50, warmup: int = 3,
                   data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
                   compare_torch: bool = False, conv_impl: str = "auto", alpha: float = 0.001,
-                  seed: int = 0, profile_dir: str | None = None) -> dict[str, Any]:
+                  seed: int = 0, profile_dir: str | None = None,
+                  parallel: str = "pmap", model_overrides: dict | None = None) -> dict[str, Any]:
     """Benchmark one configuration in this process; returns the JSON-ready result dict.
+
+    `parallel` is the data-parallel form (`train.parallel`: "pmap" or "sharded") of the steps;
+    `model_overrides` are ModelConfig fields (e.g. smaller `frames`/`mels` for a dry run).
 
     With `profile_dir`, a few extra train steps (after all timing) run under `jax.profiler.trace`
     and leave a trace there (TensorBoard's profile plugin or Perfetto reads it).
@@ -166,16 +173,17 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
     per_device = global_batch // devices
     load_start = os.getloadavg()
 
-    net = create_model(model, preset, axis_name="batch", dtype=dtype, conv_impl=conv_impl)
+    form = parallel_form(parallel, devs)
+    net = create_model(model, preset, axis_name=form.axis_name, dtype=dtype, conv_impl=conv_impl,
+                       **(model_overrides or {}))
     cfg = net.config
     rng = jax.random.PRNGKey(seed)
     host_batch = _synthetic_batch(np.random.default_rng(seed), devices, per_device, cfg.frames,
                                   cfg.mels, cfg.classes)
-    batch = input_pipeline.shard_to_local_devices(host_batch, devs)
-    # The state replicated on the chosen devices, as pmap(in_axes=None) keeps it.
-    state = jax.device_put(create_train_state(net, rng, 1e-3), jax.sharding.NamedSharding(
-        jax.sharding.Mesh(np.asarray(devs), ("devices",)), jax.sharding.PartitionSpec()))
-    train_step, eval_step, compile_info = compile_steps(net, state, batch, alpha)
+    batch = form.put_batch(host_batch)
+    # The state replicated on the chosen devices, as both forms' steps return it.
+    state = form.put_state(create_train_state(net, rng, 1e-3))
+    train_step, eval_step, compile_info = compile_steps(net, state, batch, alpha, form)
     eval_batch = {"logmel": batch["logmel"]}
 
     # --- steady-state train and eval steps (round-robin with the torch reference if asked)
@@ -220,6 +228,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
 
     result: dict[str, Any] = {
         "model": model, "preset": preset, "dtype": dtype, "conv_impl": conv_impl,
+        "parallel": parallel,
         "conv_impl_resolved": getattr(select_conv(conv_impl), "__name__", str(conv_impl)),
         "global_batch": global_batch, "per_device_batch": per_device, "num_devices": devices,
         "steps": steps, "warmup": warmup, "alpha": alpha,
@@ -248,7 +257,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
         "torch": None, "jax_over_torch_speed": None, "profile_dir": profile_dir,
     }
     if data_dir:
-        result.update(_data_throughput(data_dir, snr, global_batch, devs, steps, warmup,
+        result.update(_data_throughput(data_dir, snr, global_batch, form, steps, warmup,
                                        train_step, holder, rng, seed))
         result["end_to_end_over_step_loop"] = (result["end_to_end_clips_per_s"]
                                                / result["train_loop_clips_per_s"])
@@ -268,7 +277,7 @@ def _versions() -> dict[str, str]:
             "jaxlib": jaxlib.__version__, "flax": flax.__version__, "optax": optax.__version__}
 
 
-def _data_throughput(data_dir, snr, global_batch, devs, steps, warmup, train_step, holder, rng,
+def _data_throughput(data_dir, snr, global_batch, form, steps, warmup, train_step, holder, rng,
                      seed) -> dict[str, float]:
     """Input pipeline alone, then pipeline + step, over the training folds 1-3 (clips/s)."""
     clips = load_folds(data_dir, snr, (1, 2, 3))
@@ -277,11 +286,12 @@ def _data_throughput(data_dir, snr, global_batch, devs, steps, warmup, train_ste
     def batches() -> Iterator[dict]:
         epoch = 0
         while True:  # as many epochs as the timed steps need
-            yield from input_pipeline.train_batches(clips, stats, global_batch, seed, epoch, len(devs))
+            yield from input_pipeline.train_batches(clips, stats, global_batch, seed, epoch,
+                                                    len(form.local_devices))
             epoch += 1
 
     def timed(consume: Callable[[dict], Any]) -> float:
-        it = input_pipeline.prefetch_to_device(batches(), devices=devs)
+        it = form.prefetch(batches())
         try:
             for _ in range(warmup):
                 jax.block_until_ready(consume(next(it)))
@@ -339,9 +349,9 @@ class _TorchReference:
 
 
 def run_sweep(batches: Sequence[int], dtypes: Sequence[str], device_counts: Sequence[int],
-              **kwargs) -> list[dict[str, Any]]:
-    """`run_benchmark` over batch sizes × dtypes × device counts (device counts above the local
-    count, or not dividing the batch, are skipped with a message on stderr)."""
+              parallels: Sequence[str] = ("pmap",), **kwargs) -> list[dict[str, Any]]:
+    """`run_benchmark` over batch sizes × dtypes × device counts × parallel forms (device counts
+    above the local count, or not dividing the batch, are skipped with a message on stderr)."""
     results = []
     for n in device_counts:
         if n > jax.local_device_count():
@@ -352,6 +362,8 @@ def run_sweep(batches: Sequence[int], dtypes: Sequence[str], device_counts: Sequ
                 if gb % n:
                     print(f"sweep: skipping batch {gb} on {n} devices (not divisible)", file=sys.stderr)
                     continue
-                results.append(run_benchmark(global_batch=gb, dtype=dtype, devices=n, **kwargs))
-                print(summary_line(results[-1]), file=sys.stderr, flush=True)
+                for form in parallels:
+                    results.append(run_benchmark(global_batch=gb, dtype=dtype, devices=n,
+                                                 parallel=form, **kwargs))
+                    print(summary_line(results[-1]), file=sys.stderr, flush=True)
     return results

@@ -2,8 +2,10 @@
 
 Datasets are written by `python -m data_prep` as TFDS TFRecords under
 `DATA_DIR/tfds/sed_mixtures/snr_<snr>/<version>/` (one per SNR, splits `fold1`..`fold4`).
-TensorFlow / tensorflow-datasets are imported lazily, only inside the function that reads
-TFRecords (`import twostep_jax` never imports TF), and TF is hidden from every GPU first.
+Folds are read by the TensorFlow-free reader (`data.tfrecord`: numpy + protobuf) or by tf.data
+(`reader`/$TWOSTEP_DATA_READER: auto = tf.data where TensorFlow is installed); both give
+bit-identical arrays. TensorFlow is imported lazily, only by the tf.data reader (`import
+twostep_jax` never imports TF), and TF is hidden from every GPU first.
 
 Splits of a run (paper's protocol, ref §1.11): `test` = the held-out fold; `train` / `val` = the
 training folds, with `val` carved out of them for model selection (`split_train_val`), or the
@@ -17,7 +19,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -42,6 +44,8 @@ def hide_gpus_from_tf() -> None:
     was already initialised, set_visible_devices raises RuntimeError and the earlier setting
     stands (the first call in the process, made before any TF op, is the one that matters).
     """
+    if not tensorflow_available():  # a TF-free host: nothing to hide
+        return
     import tensorflow as tf
 
     try:
@@ -201,8 +205,43 @@ class _DropTfdsDtypeWarning(logging.Filter):
         return "FeatureConnector.dtype` is deprecated" not in record.getMessage()
 
 
-def _read_fold(info: DatasetInfo, fold: int) -> ClipArrays:
-    """Decodes one fold's TFRecords in file order (= mixture order)."""
+READERS = ("auto", "tfrecord", "tfds")
+READER_ENV = "TWOSTEP_DATA_READER"  # overrides the default reader ("auto")
+
+
+def tensorflow_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("tensorflow") is not None and \
+            importlib.util.find_spec("tensorflow_datasets") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def resolve_reader(reader: str | None = None) -> str:
+    """"tfrecord" (TF-free, data/tfrecord.py) or "tfds" (tf.data): `reader`, else
+    $TWOSTEP_DATA_READER, else "auto" = tfds where TensorFlow is installed, tfrecord otherwise."""
+    import os
+
+    reader = reader or os.environ.get(READER_ENV) or "auto"
+    if reader not in READERS:
+        raise ValueError(f"unknown data reader {reader!r} ({READER_ENV}); choose one of {READERS}")
+    if reader == "auto":
+        return "tfds" if tensorflow_available() else "tfrecord"
+    return reader
+
+
+def _fold_examples(info: DatasetInfo, fold: int, reader: str) -> Iterator[dict]:
+    """The decoded examples of one fold, in file order, as numpy dicts (tfds.as_numpy's form)."""
+    if reader == "tfrecord":
+        from twostep_jax.data import tfrecord
+
+        paths = sorted(info.path.glob(f"{DATASET_NAME}-fold{fold}.tfrecord-*"))
+        if not paths:
+            raise FileNotFoundError(f"{info.path}: no TFRecord shards of fold{fold}")
+        yield from tfrecord.read_examples(paths, tfrecord.load_features_json(info.path))
+        return
     import tensorflow_datasets as tfds
 
     hide_gpus_from_tf()
@@ -212,12 +251,18 @@ def _read_fold(info: DatasetInfo, fold: int) -> ClipArrays:
     builder = tfds.builder_from_directory(str(info.path))
     read_config = tfds.ReadConfig(try_autocache=False, interleave_cycle_length=1)
     ds = builder.as_dataset(split=f"fold{fold}", shuffle_files=False, read_config=read_config)
+    yield from tfds.as_numpy(ds.prefetch(64))
+
+
+def _read_fold(info: DatasetInfo, fold: int, reader: str | None = None) -> ClipArrays:
+    """Decodes one fold's TFRecords in file order (= mixture order) with `reader`
+    (`resolve_reader`: the TF-free reader or tf.data; both give identical arrays)."""
     n = info.num_clips[fold]
     logmel = np.empty((n, info.frames, info.mels), np.float32)
     target = np.empty((n, info.num_classes), np.float32)
     names, scenes, folds, events = [], [], [], []
     i = -1
-    for i, ex in enumerate(tfds.as_numpy(ds.prefetch(64))):
+    for i, ex in enumerate(_fold_examples(info, fold, resolve_reader(reader))):
         logmel[i] = ex["logmel"]
         target[i] = ex["target"]
         names.append(ex["mixture_name"].decode())

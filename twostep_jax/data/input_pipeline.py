@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import queue
 import threading
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -172,8 +172,10 @@ _END = object()
 
 
 def prefetch_to_device(iterator: Iterable[dict], size: int = 2, devices=None,
-                       host_keys: Sequence[str] = ("index",)) -> Iterator[dict]:
-    """Device-puts up to `size` batches ahead in a background thread (see shard_to_local_devices).
+                       host_keys: Sequence[str] = ("index",),
+                       put: Callable[[dict], dict] | None = None) -> Iterator[dict]:
+    """Device-puts up to `size` batches ahead in a background thread (`put`, default
+    shard_to_local_devices: the pmap layout; `train.parallel` passes its own).
 
     Errors in the source iterator are re-raised in the consumer; closing the generator stops
     the thread.
@@ -183,7 +185,7 @@ def prefetch_to_device(iterator: Iterable[dict], size: int = 2, devices=None,
     q: queue.Queue = queue.Queue(maxsize=size)
     stop = threading.Event()
 
-    def put(item) -> bool:
+    def enqueue(item) -> bool:
         while not stop.is_set():
             try:
                 q.put(item, timeout=0.1)
@@ -195,11 +197,12 @@ def prefetch_to_device(iterator: Iterable[dict], size: int = 2, devices=None,
     def produce() -> None:
         try:
             for batch in iterator:
-                if not put(shard_to_local_devices(batch, devices, host_keys)):
+                if not enqueue(put(batch) if put is not None
+                               else shard_to_local_devices(batch, devices, host_keys)):
                     return
-            put(_END)
+            enqueue(_END)
         except BaseException as e:  # re-raised in the consumer thread
-            put(_Failure(e))
+            enqueue(_Failure(e))
 
     thread = threading.Thread(target=produce, name="prefetch_to_device", daemon=True)
     thread.start()

@@ -87,6 +87,10 @@ class Checkpoints:
                     save_interval_steps=0 if read_only else 1,
                     create=not read_only, read_only=read_only,
                     cleanup_tmp_directories=not read_only,
+                    # Both managers may save the same step at once; in a multi-process run their
+                    # cross-process barriers must not share names.
+                    multiprocessing_options=ocp.options.MultiprocessingOptions(
+                        barrier_sync_key_prefix=kind),
                 ),
             )
 

@@ -17,7 +17,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from twostep_jax import fileio
+from twostep_jax import backend, fileio
 from twostep_jax.config import TrainConfig
 from twostep_jax.data import input_pipeline
 from twostep_jax.data.dataset import DatasetInfo, load_dataset_info, split_sizes, training_splits
@@ -26,8 +26,8 @@ from twostep_jax.progress import format_seconds, progress_bar
 from twostep_jax.train.checkpoint import BEST, LATEST, Checkpoints, CorruptCheckpointError, DiskFullError
 from twostep_jax.train.metric_writer import MetricWriter
 from twostep_jax.train.predict import evaluate_clips
-from twostep_jax.train.step import (create_train_state, learning_rate_of, make_eval_step,
-                                    make_train_step, with_learning_rate)
+from twostep_jax.train.parallel import parallel_form
+from twostep_jax.train.step import create_train_state, learning_rate_of, with_learning_rate
 from twostep_jax.train.workdir import (SUMMARY, WorkdirBusyError, WorkdirMismatchError,
                                       check_or_write_run_config, run_lock)
 
@@ -112,7 +112,7 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
     interrupt training.
     """
     if config.distributed:
-        jax.distributed.initialize()
+        backend.initialize_distributed()
     info, sizes = check_before_training(config)
     with run_lock(workdir):
         with Checkpoints(workdir, read_only=True) as existing:
@@ -128,12 +128,14 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
     stats = input_pipeline.compute_norm_stats(train)
 
     num_devices = jax.local_device_count()
-    model = model_from_config(config.model_config(), axis_name="batch")
+    form = parallel_form(config.parallel)
+    model = model_from_config(config.model_config(), axis_name=form.axis_name)
     state = create_train_state(model, jax.random.PRNGKey(config.seed), config.learning_rate)
     step_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train.target), config.global_batch)
 
-    writer = MetricWriter(workdir, enable_tensorboard=jax.process_index() == 0)
+    # One log for the run: process 0 writes it (every process computes the same metrics).
+    writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
     ckpts = Checkpoints(workdir, keep=config.keep_checkpoints)
     meta = {"epoch": 0, "step_in_epoch": 0, "plateau": dataclasses.asdict(Plateau()),
             "best_val_micro_ap": None, "best_epoch": None}
@@ -151,15 +153,16 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
     writer.truncate_after(int(state.step))
     plateau = Plateau(**meta["plateau"])
 
-    p_train_step = make_train_step(model, config.alpha)
-    p_eval_step = make_eval_step(model)
+    state = form.put_state(state)
+    p_train_step = form.make_train_step(model, config.alpha)
+    p_eval_step = form.make_eval_step(model)
 
     def save(epoch: int, step_in_epoch: int, kinds: tuple[str, ...]) -> None:
         meta.update(epoch=epoch, step_in_epoch=step_in_epoch, plateau=dataclasses.asdict(plateau),
                     step=step, config=config.to_dict(), dataset_fingerprint=info.fingerprint,
                     class_names=list(info.class_names), norm_stats=stats.to_dict(), snr=config.snr,
                     test_fold=config.test_fold)
-        ckpts.save(step, state, meta, kinds)
+        ckpts.save(step, form.to_global(state), meta, kinds)
 
     total_steps = steps_per_epoch * config.epochs
     progress = progress_bar("train", total_steps * config.global_batch, unit="clips",
@@ -191,8 +194,7 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
                 train, stats, config.global_batch, config.seed, epoch, num_devices,
                 process_index=jax.process_index(), process_count=jax.process_count(),
                 start_step=start_in_epoch)
-            for step_in_epoch, batch in enumerate(input_pipeline.prefetch_to_device(batches),
-                                                  start=start_in_epoch):
+            for step_in_epoch, batch in enumerate(form.prefetch(batches), start=start_in_epoch):
                 state, metrics = p_train_step(state, batch, step_rng)
                 if not clips_done:
                     progress.restart_clock()  # the ETA starts after compilation (first call)
@@ -211,12 +213,12 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
             flush_train_metrics()
 
             val = evaluate_clips(p_eval_step, state, val_clips, stats, config.global_batch,
-                                 list(info.class_names))
+                                 list(info.class_names), form)
             lr = float(learning_rate_of(state))
             new_lr = plateau.update(val["micro_ap"], lr, config.plateau_factor, config.plateau_patience,
                                     config.plateau_threshold)
             if new_lr != lr:
-                state = with_learning_rate(state, new_lr)
+                state = form.put_state(with_learning_rate(state, new_lr))
             best = meta["best_val_micro_ap"]
             is_best = best is None or val["micro_ap"] > best
             if is_best:
@@ -247,6 +249,8 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
         "best_val_micro_ap": meta["best_val_micro_ap"],
         "train_clips_per_second_this_session": clips_done / max(time.time() - t_start, 1e-9),
         "devices": num_devices,
+        "processes": jax.process_count(),
+        "parallel": config.parallel,
         "device_kind": jax.devices()[0].device_kind,
         "validation": "test fold (released code's selection)" if config.select_on_test_fold
         else f"{config.val_fraction:.0%} of the training folds",

@@ -20,20 +20,28 @@ TENSORBOARD = "tensorboard"
 
 
 class MetricWriter:
-    def __init__(self, workdir: str, enable_tensorboard: bool = True):
+    def __init__(self, workdir: str, enable_tensorboard: bool = True, enabled: bool = True):
+        """`enabled=False` writes nothing (processes other than 0 of a multi-host run)."""
         self.path = os.path.join(workdir, METRICS)
+        self.enabled = enabled
         self._tb_dir = os.path.join(workdir, TENSORBOARD)
         self._tb = None
-        if enable_tensorboard:
-            from tensorboardX import SummaryWriter  # lazy: heavy import, only where runs log
-
+        if enable_tensorboard and enabled:
+            try:
+                from tensorboardX import SummaryWriter  # lazy: heavy import, only where runs log
+            except ModuleNotFoundError:  # a bare accelerator host: metrics.jsonl still has it all
+                print("note: tensorboardX is not installed; no TensorBoard event files "
+                      f"(the metrics are in {self.path})", flush=True)
+                return
             # A unique suffix: tensorboardX names files by the second and host, and a writer
             # opened within the same second as an earlier one would overwrite its file.
-            self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD),
+            self._tb = SummaryWriter(self._tb_dir,
                                      filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
 
     def write(self, step: int, kind: str, scalars: dict[str, Any]) -> None:
         """Log scalars of a `kind` ("train", "val", "epoch", ...) at a global step."""
+        if not self.enabled:
+            return
         clean = {k: _to_float(v) for k, v in scalars.items()}
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": int(step), "kind": kind, **clean}) + "\n")
@@ -52,7 +60,10 @@ class MetricWriter:
 
     def truncate_after(self, step: int) -> None:
         """Drop records after `step` from metrics.jsonl and the TensorBoard event files (a
-        resumed run re-logs the steps it recomputes, so each step appears once)."""
+        resumed run re-logs the steps it recomputes, so each step appears once). Only the
+        process that writes (process 0) rewrites them."""
+        if not self.enabled:
+            return
         if os.path.exists(self.path):
             with open(self.path) as f:
                 keep = [line for line in f if line.strip() and _complete_json(line)
@@ -77,8 +88,10 @@ def _truncate_event_file(path: str, step: int) -> None:
     """Rewrites a TensorBoard event file without the events after `step` (and without a torn
     last record). Records are TFRecord frames: u64 length, u32 crc, data, u32 crc; kept frames
     are copied byte for byte, so their checksums stay valid."""
-    from tensorboardX.proto.event_pb2 import Event
-
+    try:
+        from tensorboardX.proto.event_pb2 import Event
+    except ModuleNotFoundError:  # no tensorboardX here: no event files were written by this host
+        return
     with open(path, "rb") as f:
         data = f.read()
     kept, pos, dropped = [], 0, False

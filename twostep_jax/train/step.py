@@ -113,8 +113,11 @@ def make_train_step(model: SEDModel, alpha: float, axis_name: str | None = AXIS)
     step = functools.partial(train_step, model=model, alpha=alpha, axis_name=axis_name)
     if axis_name is None:
         return jax.jit(step, donate_argnums=(0,))
+    # Multi-process pmap (jax 0.10) returns an unmapped output that still refers to the donated
+    # input's buffers, and the next step finds them deleted: donate within one process only.
+    donate = (0,) if jax.process_count() == 1 else ()
     return jax.pmap(step, axis_name=axis_name, in_axes=(None, 0, None), out_axes=(None, None),
-                    donate_argnums=(0,))
+                    donate_argnums=donate)
 
 
 def make_eval_step(model: SEDModel, pmapped: bool = True):
