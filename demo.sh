@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job end to end on the built-in corpus (no download), on CPU:
 #   install -> data_prep (procedural corpus, Kong's mixing recipe, TFRecord shards)
-#   -> train 2APAE (cpu_small preset) -> evaluate (metrics table, attention figure).
+#   -> train 2APAE (cpu_small preset, content-based time attention: see README) -> evaluate
+#   (metrics table, localisation chosen on validation, attention figure).
 # Outputs under ${DEMO_DIR:-demo}/: data/, run/ (checkpoints, logs), run/eval_test.md, run/figures/.
 # Re-running is safe: finished stages are reused (the dataset is not rebuilt, training resumes).
 set -euo pipefail
@@ -18,7 +19,7 @@ stage "data_prep: built-in corpus, SNR 20 dB"
 python -m data_prep --source builtin --out "$DEMO_DIR/data" --snr 20 --mixtures-per-fold "${DEMO_MIXTURES_PER_FOLD:-150}"
 
 stage "train: 2APAE, cpu_small preset, test fold 1"
-python train.py --data "$DEMO_DIR/data" --snr 20 --test-fold 1 --model 2apae --preset cpu_small \
+python train.py --data "$DEMO_DIR/data" --snr 20 --test-fold 1 --model 2apae --preset cpu_small --attention-form content \
   --workdir "$DEMO_DIR/run"
 
 stage "evaluate: test fold 1 (clip metrics + localisation) and an attention figure"

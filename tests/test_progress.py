@@ -42,3 +42,19 @@ def test_eta_starts_after_the_first_compiled_step():
     line = bar.format_meter(**{**d, "rate": None})
     assert "ETA 00:07" in line
     bar.close()
+
+
+def test_the_silent_bar_offers_what_callers_use(monkeypatch):
+    """Without tqdm (a bare accelerator host) the bar is silent but has every method the
+    training loop and data_prep call on a bar."""
+    from twostep_jax import progress
+
+    monkeypatch.setattr(progress, "tqdm", None)
+    with progress.progress_bar("train", 10, unit="clips") as bar:
+        bar.update(2)
+        bar.restart_clock()
+        bar.set_postfix_str("loss 0.1", refresh=False)
+    bar.close()
+    real = [m for m in ("update", "restart_clock", "set_postfix_str", "close", "__enter__", "__exit__")
+            if not hasattr(progress._SilentBar, m)]
+    assert real == []

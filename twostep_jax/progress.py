@@ -34,7 +34,16 @@ class _SilentBar:
     def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
         pass
 
+    def restart_clock(self) -> None:
+        pass
+
     def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "_SilentBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
         pass
 
 
