@@ -8,6 +8,7 @@ the data position, the plateau scheduler's state and the best metric alongside t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -114,7 +115,10 @@ def train_and_evaluate(config: TrainConfig, workdir: str,
     if config.distributed:
         backend.initialize_distributed()
     info, sizes = check_before_training(config)
-    with run_lock(workdir):
+    # One lock per run, not per process: the processes of a multi-host run share the workdir,
+    # and process 0 holds the lock for all of them.
+    lock = run_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
         with Checkpoints(workdir, read_only=True) as existing:
             has_checkpoint = existing.latest_step() is not None
         check_or_write_run_config(config, workdir, has_checkpoint)
