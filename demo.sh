@@ -13,7 +13,7 @@ start=$(date +%s)
 stage() { echo; echo "=== [$(( $(date +%s) - start ))s] $*"; }
 
 stage "install"
-python -m pip install -q -e .
+python -m pip install -q -e ".[prep]"   # [prep]: TensorFlow + tensorflow-datasets for data_prep
 
 stage "data_prep: built-in corpus, SNR 20 dB"
 python -m data_prep --source builtin --out "$DEMO_DIR/data" --snr 20 --mixtures-per-fold "${DEMO_MIXTURES_PER_FOLD:-150}"

@@ -69,8 +69,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def missing_prep_dependencies() -> list[str]:
+    """The `[prep]` extra's packages that are not installed (data_prep writes TFRecords with
+    tensorflow-datasets; training and evaluation hosts do not need them)."""
+    import importlib.util
+
+    return [m for m in ("tensorflow", "tensorflow_datasets") if importlib.util.find_spec(m) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    missing = missing_prep_dependencies()
+    if missing:  # before generating anything: the last stage would fail on it
+        print(f"data_prep: error: {', '.join(missing)} not installed; data_prep needs the [prep] "
+              f"extra: pip install -e \".[prep]\"", file=sys.stderr)
+        return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ banner lines are noise here
     from data_prep import prepare  # after parsing: --help stays fast
 

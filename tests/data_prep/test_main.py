@@ -52,3 +52,16 @@ def test_a_failed_run_leaves_no_folder_behind_and_os_errors_are_one_line(tmp_pat
     assert cli.main(["--out", str(blocker / "out"), "--snr", "20", "--mixtures-per-fold", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("data_prep: error: ") and "Not a directory" in err[0]
+
+
+def test_missing_prep_extra_is_one_line_before_any_work(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow_datasets" else real(name, *a))
+    out = tmp_path / "data"
+    assert cli.main(["--source", "builtin", "--out", str(out), "--mixtures-per-fold", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("data_prep: error: tensorflow_datasets not installed") and '.[prep]' in err
+    assert not out.exists()  # nothing generated
