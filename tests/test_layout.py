@@ -27,7 +27,7 @@ ORDER = [
     "evaluation.tagging",
     "viz.tables", "flags", "sweep",
     "benchmark.flops", "benchmark.report", "benchmark.torch_reference", "benchmark.run",
-    "benchmark.pipeline", "benchmark.__main__", "benchmark.gpu_check",
+    "benchmark.pipeline", "benchmark.__main__", "benchmark.gpu_check", "benchmark.trace_summary",
 ]
 ORDER = ["twostep_jax." + m for m in ORDER]
 # What data_prep may use of the package (it sits beside it, reading and writing datasets).

@@ -69,3 +69,25 @@ def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("scripts/gpu_check.sh: error: no prepared dataset") and "data_prep" in err
+
+
+def test_configurations_run_smaller_batches_first_and_subsets_parse(builtin_dataset):
+    from twostep_jax.benchmark.gpu_check import _configurations, _plan, parse_args
+
+    order = [(c["dtype"], c["global_batch"], c["parallel"]) for c in _configurations(_plan(False))]
+    assert len(order) == 12 and order[:2] == [("bfloat16", 24, "pmap"), ("bfloat16", 24, "sharded")]
+    assert [b for _, b, _ in order] == sorted(b for _, b, _ in order)  # 384 (longest compile) last
+    assert order.index(("float32", 96, "pmap")) < order.index(("bfloat16", 384, "pmap"))
+    args = parse_args(["out", "--data", builtin_dataset, "--dtypes", "float32", "--batches", "96,24"])
+    subset = _configurations(dict(_plan(False), dtypes=args.dtypes, batches=args.batches))
+    assert [(c["dtype"], c["global_batch"]) for c in subset] == [("float32", 24)] * 2 + [("float32", 96)] * 2
+
+
+@pytest.mark.parametrize("flags, message", [(["--dtypes", "float16"], "unknown float16"),
+                                            (["--batches", "0,x"], "0, x is not a positive integer")])
+def test_bad_subset_flags_are_one_line_errors(builtin_dataset, flags, message, capsys):
+    from twostep_jax.benchmark.gpu_check import parse_args
+
+    with pytest.raises(SystemExit) as e:
+        parse_args(["out", "--data", builtin_dataset] + flags)
+    assert e.value.code == 2 and message in capsys.readouterr().err

@@ -71,15 +71,41 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="seconds for the benchmark configurations (default 270; dry run: no limit)")
     p.add_argument("--train-seconds", type=float, default=None,
                    help="length of the training run (default 120)")
+    p.add_argument("--dtypes", default=None,
+                   help="comma list of benchmark dtypes (default bfloat16,float32): rerun a subset")
+    p.add_argument("--batches", default=None,
+                   help="comma list of benchmark global batches (default 24,96,384; dry run 8)")
     args = p.parse_args(argv)
+    if args.dtypes is not None:
+        args.dtypes = tuple(args.dtypes.split(","))
+        if unknown := [d for d in args.dtypes if d not in ("bfloat16", "float32")]:
+            p.error(f"--dtypes: unknown {', '.join(unknown)}; choose bfloat16 and/or float32")
+    if args.batches is not None:
+        words = args.batches.split(",")
+        if bad := [w for w in words if not w.isdigit() or int(w) == 0]:
+            p.error(f"--batches: {', '.join(bad)} is not a positive integer")
+        args.batches = tuple(int(w) for w in words)
     if not (Path(args.data) / "tfds").is_dir():
         p.error(f"no prepared dataset at {args.data}; make it first with `{PREPARE_DATA}`")
     return args
 
 
+def _configurations(plan: dict) -> list[dict[str, Any]]:
+    """The benchmark configurations in the order they run: every dtype at the smaller batches
+    first, the largest batch last (its compile, mostly convolution autotuning, is the longest)."""
+    batches = sorted(plan["batches"])
+    order = [(d, b) for b in batches[:-1] for d in plan["dtypes"]] if len(batches) > 1 else []
+    order += [(d, batches[-1]) for d in plan["dtypes"]]
+    return [{"dtype": d, "global_batch": b, "parallel": f} for d, b in order for f in ("pmap", "sharded")]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     plan = _plan(args.cpu_dry_run)
+    if args.dtypes:
+        plan["dtypes"] = args.dtypes
+    if args.batches:
+        plan["batches"] = args.batches
     if args.bench_budget_s is not None:
         plan["bench_budget_s"] = args.bench_budget_s
     if args.train_seconds is not None:
@@ -130,30 +156,29 @@ def _benchmarks(plan: dict, out: Path, report: dict, save: Callable[[], None]) -
     from twostep_jax.benchmark.report import summary_line
     from twostep_jax.benchmark.run import run_benchmark
 
-    start, last = time.monotonic(), None  # last: (seconds, batch) of the previous configuration
-    for dtype in plan["dtypes"]:
-        for batch in plan["batches"]:
-            for form in ("pmap", "sharded"):
-                config = {"dtype": dtype, "global_batch": batch, "parallel": form}
-                # A larger batch takes about proportionally longer than the previous one did.
-                expected = 0.0 if last is None else last[0] * max(1.0, batch / last[1])
-                if time.monotonic() - start + expected > plan["bench_budget_s"]:
-                    report["skipped"].append(config | {"reason": "time budget"})
-                    continue
-                profile = (dtype, batch, form) == plan["profile"]
-                t = time.monotonic()
-                try:
-                    r = run_benchmark(model="2apae", preset=plan["preset"], devices=1,
-                                      steps=plan["steps"], warmup=plan["warmup"],
-                                      model_overrides=plan["model_overrides"],
-                                      profile_dir=str(out / "trace") if profile else None, **config)
-                except Exception as e:  # e.g. out of memory at the largest batch: keep the others
-                    report["errors"].append(config | {"error": f"{type(e).__name__}: {e}"[:2000]})
-                else:
-                    report["benchmarks"].append(r)
-                    print(summary_line(r), flush=True)
-                last = (time.monotonic() - t, batch)
-                save()
+    start, done = time.monotonic(), []  # done: (seconds, batch) of each configuration run
+    for config in _configurations(plan):
+        batch = config["global_batch"]
+        # Conservative: the slowest configuration so far per clip, scaled to this batch. The
+        # first form at a new shape also pays XLA's convolution autotuning (minutes at 384).
+        expected = max((sec * max(1.0, batch / b) for sec, b in done), default=0.0)
+        if time.monotonic() - start + expected > plan["bench_budget_s"]:
+            report["skipped"].append(config | {"reason": "time budget"})
+            continue
+        profile = (config["dtype"], batch, config["parallel"]) == plan["profile"]
+        t = time.monotonic()
+        try:
+            r = run_benchmark(model="2apae", preset=plan["preset"], devices=1,
+                              steps=plan["steps"], warmup=plan["warmup"],
+                              model_overrides=plan["model_overrides"],
+                              profile_dir=str(out / "trace") if profile else None, **config)
+        except Exception as e:  # e.g. out of memory at the largest batch: keep the others
+            report["errors"].append(config | {"error": f"{type(e).__name__}: {e}"[:2000]})
+        else:
+            report["benchmarks"].append(r)
+            print(summary_line(r), flush=True)
+        done.append((time.monotonic() - t, batch))
+        save()
     if (out / "trace").is_dir():
         _pack(out / "trace", out / "trace.tgz", exclude=())
 
