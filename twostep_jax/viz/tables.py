@@ -347,7 +347,7 @@ def bar_chart(runs: list[dict], path, preset: str | None = None, alpha_2apae: fl
     ax.set_xticklabels([f"SNR {s} dB" for s in snrs])
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("micro-P (average precision)")
-    ax.set_title(f"Table IV micro-P, mean ± std over folds (2APAE α = {_fmt_alpha(alpha_2apae)})", fontsize=10)
+    ax.set_title(f"Table IV micro-P, mean ± std over runs (folds × seeds); 2APAE α = {_fmt_alpha(alpha_2apae)}", fontsize=10)
     if models:
         ax.legend(fontsize=8, ncols=min(len(models), 3))
     return save_figure(fig, path)
