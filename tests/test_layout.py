@@ -28,6 +28,7 @@ ORDER = [
     "viz.tables", "flags", "sweep",
     "benchmark.flops", "benchmark.report", "benchmark.torch_reference", "benchmark.run",
     "benchmark.pipeline", "benchmark.__main__", "benchmark.gpu_check", "benchmark.trace_summary",
+    "benchmark.hlo_stats",
 ]
 ORDER = ["twostep_jax." + m for m in ORDER]
 # What data_prep may use of the package (it sits beside it, reading and writing datasets).
