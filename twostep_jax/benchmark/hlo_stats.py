@@ -4,9 +4,9 @@
         [--global-batch 16] [--devices 8] [--dtype float32] [--ops all-reduce,fusion,...]
 
 Compiles the project's train step in both forms (`train.parallel`: pmap and sharded) for the
-same model and global batch, exactly as the benchmark does (same backend settings and flags), and prints a Markdown table of how
-often each HLO opcode occurs in the optimized module (every computation, fused ones included),
-plus the number of fused computations. It answers "do the two forms compile to the same
+same model and global batch, exactly as the benchmark does (same backend settings and flags),
+and prints a Markdown table of how often each HLO opcode occurs in the optimized module (every
+computation, fused ones included), plus the number of fused computations. It answers "do the two forms compile to the same
 program?" when their step times differ: the collectives (`all-reduce`) and convolutions should
 match, and the rest shows where the fusion decisions part.
 """
@@ -36,6 +36,7 @@ def train_step_hlo(form_name: str, model: str = "2apae", preset: str = "cpu_smal
                    global_batch: int = 16, devices: int = 8, dtype: str = "float32") -> str:
     """The optimized HLO text of the train step of form `form_name` on the first `devices`
     local devices, for a synthetic batch of `global_batch` clips."""
+    # Imported here, not at the top: `main` must set the XLA flags before JAX starts its backend.
     import jax
     import numpy as np
 
