@@ -54,6 +54,10 @@ class ModelConfig:
     head: str = TWO_STEP
     attention_form: str = "released_code"
     gwrp_r: float = 0.9998
+    # Content time step only: the probability every class's frame and clip outputs start at (its
+    # class Dense's bias = logit(class_prior)), so frames start "absent" and rise where the
+    # evidence is. 3/41: Kong's recipe mixes 3 of 41 classes into every clip. 0.5 = zero bias.
+    class_prior: float = 3 / 41
     decoder: bool = True
     decoder_channels: tuple[int, ...] = (128, 64, 32)  # then a final 1-channel block.
     decoder_output: str = "relu"
@@ -78,6 +82,8 @@ class ModelConfig:
             raise ValueError("the reconstruction decoder is defined on the 2APAE encoder only")
         if min(self.frames, self.mels, self.classes) < 1:
             raise ValueError(f"frames/mels/classes must be positive, got {self.frames}/{self.mels}/{self.classes}")
+        if not 0.0 < self.class_prior < 1.0:
+            raise ValueError(f"class_prior must be in (0, 1), got {self.class_prior}")
         if not 0.0 <= self.gwrp_r <= 1.0:
             raise ValueError(f"gwrp_r must be in [0, 1], got {self.gwrp_r}")
 
@@ -100,7 +106,8 @@ class ModelConfig:
     def structure(self) -> dict[str, Any]:
         """The fields that determine the parameter tree (for checkpoint compatibility checks)."""
         d = self.to_dict()
-        for runtime_only in ("dtype", "conv_impl", "name"):
+        # class_prior only sets an initial bias: a checkpoint holds the same tree either way.
+        for runtime_only in ("dtype", "conv_impl", "name", "class_prior"):
             d.pop(runtime_only)
         return d
 

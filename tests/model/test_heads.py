@@ -38,6 +38,34 @@ def test_content_time_attention_shapes_and_clip_pooling(x_small):
     np.testing.assert_allclose(np.asarray(out["clip_probs"]), pooled, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("prior", [3 / 41, 0.5, 0.2])
+def test_content_time_attention_starts_at_the_class_prior(prior):
+    # Evidence-free input (first-step output 0.5 = logit 0): every frame and clip output starts at
+    # class_prior, whatever the attention; with evidence, the frame output is sigmoid(evidence +
+    # logit(prior)) (identity kernel at init).
+    from twostep_jax.model.heads import ContentTimeAttention
+    head = ContentTimeAttention(classes=4, class_prior=prior)
+    z = np.full((2, 4, 7), 0.5, np.float32)
+    variables = head.init(jax.random.PRNGKey(0), z)
+    clip, _, frames = head.apply(variables, z)
+    np.testing.assert_allclose(np.asarray(clip), prior, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(frames), prior, rtol=1e-5)
+    z = np.random.default_rng(0).uniform(0.05, 0.95, (2, 4, 7)).astype(np.float32)
+    _, _, frames = head.apply(variables, z)
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    expected = 1.0 / (1.0 + np.exp(-(logit(np.swapaxes(z, 1, 2)) + logit(prior))))
+    np.testing.assert_allclose(np.asarray(frames), expected, rtol=1e-4)
+
+
+def test_class_prior_is_checked_and_does_not_change_the_checkpoint_structure():
+    from twostep_jax.config import model_config
+    with pytest.raises(ValueError, match="class_prior"):
+        model_config("2apae", "test_tiny", attention_form="content", class_prior=1.0)
+    a = model_config("2apae", "test_tiny", attention_form="content", class_prior=0.5)
+    b = model_config("2apae", "test_tiny", attention_form="content")
+    assert a.structure() == b.structure() and a != b
+
+
 def test_content_time_attention_is_translation_equivariant():
     # An event-like blob in silence, and the same blob 10 frames later: away from the clip edges
     # (where the convolutions' zero padding differs) the frame outputs move with it, and the time

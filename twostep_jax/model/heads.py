@@ -86,27 +86,32 @@ class ContentTimeAttention(nn.Module):
     are shared over time, so shifting the input in time shifts the outputs
     (translation-equivariant), and the attention can follow the events instead of fixed positions.
 
-    Both Dense layers start as the identity (zero bias): at initialisation each class's frame
-    probability is its own first-step output and its attention is the softmax over time of that
-    evidence (auto-pooling), so every class's clip probability depends on its own map from the
-    first step. (With PyTorch's random init the 41 classes' evidence is mixed at random, and in
-    our runs the model stayed at chance for hundreds of steps.)
+    Both Dense layers start as the identity: at initialisation each class's frame probability
+    is its own first-step output and its attention is the softmax over time of that evidence
+    (auto-pooling), so every class's clip probability depends on its own map from the first
+    step. (With PyTorch's random init the 41 classes' evidence is mixed at random, and in our
+    runs the model stayed at chance for hundreds of steps.) The class Dense's bias starts at
+    logit(`class_prior`) (the attention's at zero): frames start near the label prior, i.e.
+    "absent", instead of at 0.5, so training raises the frame outputs where a class's evidence
+    is rather than lowering them everywhere else (a prior-probability init, as RetinaNet's).
 
     z: [B, K, T] in (0, 1) -> (clip [B, K], time attention [B, K, T], frame class probs [B, T, K]).
     clip = sum_t sigmoid(class_t) * softmax_t(attention_t), as the released form pools.
     """
 
     classes: int
+    class_prior: float = 0.5
 
     @nn.compact
     def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         p = jnp.clip(jnp.swapaxes(z, 1, 2), 1e-6, 1.0 - 1e-6)  # [B, T, K]
         evidence = jnp.log(p) - jnp.log1p(-p)  # logit
-        dense = lambda name: nn.Dense(self.classes, kernel_init=_identity_init,  # noqa: E731
-                                      bias_init=nn.initializers.zeros, dtype=jnp.float32,
-                                      param_dtype=jnp.float32, name=name)
-        cla = jax.nn.sigmoid(dense("class_dense")(evidence))
-        att = dense("attention_dense")(evidence)
+        dense = lambda name, bias: nn.Dense(  # noqa: E731
+            self.classes, kernel_init=_identity_init, bias_init=nn.initializers.constant(bias),
+            dtype=jnp.float32, param_dtype=jnp.float32, name=name)
+        prior_logit = float(np.log(self.class_prior) - np.log1p(-self.class_prior))
+        cla = jax.nn.sigmoid(dense("class_dense", prior_logit)(evidence))
+        att = dense("attention_dense", 0.0)(evidence)
         weights = jax.nn.softmax(att, axis=1)  # over time
         return jnp.sum(cla * weights, axis=1), jnp.swapaxes(weights, 1, 2), cla
 
@@ -144,7 +149,8 @@ class TwoStepAttention(nn.Module):
         # the paper-equation form has a linear class branch and needs the clamp.
         first_step = jnp.clip(jnp.swapaxes(freq_pooled, 1, 2), 0.0, 1.0)  # [B, T, K]
         if content:
-            clip, time_attention, frame_class = ContentTimeAttention(cfg.classes, name="time_attention")(
+            clip, time_attention, frame_class = ContentTimeAttention(
+                cfg.classes, cfg.class_prior, name="time_attention")(
                 freq_pooled)
         else:
             clip, time_attention = AttentionStep(cfg.frames, cfg.attention_form, name="time_attention")(
