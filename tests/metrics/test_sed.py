@@ -442,8 +442,17 @@ def test_localisation_metrics_perfect_on_paper_grid():
     m = sm.localisation_metrics([p], ref, hop, DUR)
     assert m["segment_f1"] == 1.0 and m["segment_er"] == 0.0
     assert m["event_f1"] == 1.0 and m["event_er"] == 0.0 and m["event_onset_f1"] == 1.0
-    assert m["psds1"] == 1.0
+    assert m["psds1"] == 1.0 and m["psds1_alpha_st0"] == 1.0
     assert (m["n_clips"], m["n_ref_events"], m["n_est_events"]) == (1, 3, 3)
+
+
+def test_localisation_metrics_psds_without_the_class_penalty():
+    # Class 0 found perfectly, class 1 missed: mean TPR 0.5, std 0.5 -> PSDS1 0, alpha_st=0 0.5.
+    ref = [[(0, 1.0, 1.6), (1, 3.0, 3.6)]]
+    p = probs_from_runs(100, 2, [(0, 10, 16, 1.0)])
+    m = sm.localisation_metrics([p], ref, HOP, DUR)
+    assert m["psds1"] == 0.0
+    assert m["psds1_alpha_st0"] == pytest.approx(0.5)
 
 
 def test_localisation_metrics_shifted_events_only_fail_event_metrics():

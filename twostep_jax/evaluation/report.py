@@ -43,7 +43,9 @@ def report_markdown(report: dict) -> str:
             f"Localisation: read-out `{pp['readout']}`, median filter {pp['median_filter']} frames, "
             f"threshold {pp['threshold']:g}, chosen on the validation split (val PSDS1 "
             f"{pp['val_psds1']:.4f}, val event-F1 {pp['val_event_f1']:.4f}): "
-            f"{loc['n_est_events']} detected vs {loc['n_ref_events']} reference events.",
+            f"{loc['n_est_events']} detected vs {loc['n_ref_events']} reference events."
+            + (f" PSDS1 without its across-class penalty (α_ST = 0): {loc['psds1_alpha_st0']:.4f}."
+               if "psds1_alpha_st0" in loc else ""),
             "",
         ]
     if raw is not None:

@@ -776,7 +776,8 @@ def localisation_metrics(
       segment_macro_f1`` (1 s segments), ``event_f1, event_precision,
       event_recall, event_er, event_macro_f1`` (200 ms onset collar, offset
       collar max(200 ms, 20 %)), ``event_onset_f1`` (onset collar only),
-      ``psds1`` (DCASE scenario 1), ``threshold``, ``n_clips``,
+      ``psds1`` (DCASE scenario 1), ``psds1_alpha_st0`` (the same with
+      ``alpha_st = 0``: the area under the mean class TPR), ``threshold``, ``n_clips``,
       ``n_ref_events``, ``n_est_events``.
     """
     if len(frame_probs_list) != len(ref_events_list):
@@ -799,6 +800,10 @@ def localisation_metrics(
     out["event_onset_f1"] = onset["f1"]
     out["psds1"] = psds(probs, ref_events_list, hop_s, clip_duration,
                         thresholds=psds_thresholds, median_filter=median_filter)
+    # Scenario 1 without its across-class penalty: how much of PSDS1's shortfall is the spread
+    # of the per-class TPRs rather than their mean.
+    out["psds1_alpha_st0"] = psds(probs, ref_events_list, hop_s, clip_duration, alpha_st=0.0,
+                                  thresholds=psds_thresholds, median_filter=median_filter)
     out.update(threshold=float(threshold), n_clips=len(probs),
                n_ref_events=evt["n_ref"], n_est_events=evt["n_sys"])
     return out
