@@ -54,10 +54,13 @@ class ModelConfig:
     head: str = TWO_STEP
     attention_form: str = "released_code"
     gwrp_r: float = 0.9998
-    # Content time step only: the probability every class's frame and clip outputs start at (its
-    # class Dense's bias = logit(class_prior)), so frames start "absent" and rise where the
-    # evidence is. 3/41: Kong's recipe mixes 3 of 41 classes into every clip. 0.5 = zero bias.
-    class_prior: float = 3 / 41
+    # The probability every class's clip output starts at: the bias of the layer that gives the
+    # head's class probabilities starts at logit(class_prior) (RetinaNet's prior-probability init),
+    # so outputs start "absent" and training raises them where a class's evidence is, instead of
+    # first spending hundreds of steps lowering all 41 from 0.5. 3/41: Kong's recipe mixes 3 of
+    # 41 classes into every clip. 0 keeps the released code's initial biases (the `paper` preset).
+    # Which layer, per head, and the heads it does not apply to: `heads.class_output_bias`.
+    class_prior: float = 0.0
     decoder: bool = True
     decoder_channels: tuple[int, ...] = (128, 64, 32)  # then a final 1-channel block.
     decoder_output: str = "relu"
@@ -82,8 +85,8 @@ class ModelConfig:
             raise ValueError("the reconstruction decoder is defined on the 2APAE encoder only")
         if min(self.frames, self.mels, self.classes) < 1:
             raise ValueError(f"frames/mels/classes must be positive, got {self.frames}/{self.mels}/{self.classes}")
-        if not 0.0 < self.class_prior < 1.0:
-            raise ValueError(f"class_prior must be in (0, 1), got {self.class_prior}")
+        if not 0.0 <= self.class_prior < 1.0:
+            raise ValueError(f"class_prior must be in [0, 1) (0 = the released init), got {self.class_prior}")
         if not 0.0 <= self.gwrp_r <= 1.0:
             raise ValueError(f"gwrp_r must be in [0, 1], got {self.gwrp_r}")
 
@@ -129,6 +132,15 @@ _PRESET_WIDTHS = {
     "test_tiny": ((2, 4, 4, 8), (4, 4, 2), (2, 4, 4, 4), (2, 4, 8)),
 }
 PRESETS = tuple(_PRESET_WIDTHS)
+# Beyond widths: `paper` keeps the released code's initial biases; the CPU presets start the
+# class outputs at the label prior (3 of 41 classes per clip) on the heads where validation
+# favoured it (`model/heads.class_output_bias`, README "The class-prior init").
+_PRESET_MODEL_FIELDS = {
+    "paper": dict(class_prior=0.0),
+    "cpu_small": dict(class_prior=3 / 41),
+    "test_tiny": dict(class_prior=3 / 41),
+}
+assert set(_PRESET_MODEL_FIELDS) == set(_PRESET_WIDTHS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,7 +186,7 @@ def model_config(name: str, preset: str = "paper", **overrides: Any) -> ModelCon
         raise ValueError(f"unknown model {name!r}; choose one of {MODEL_NAMES}")
     if preset not in _PRESET_WIDTHS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {PRESETS}")
-    fields = dict(name=name, **MODELS[name].fields(*_PRESET_WIDTHS[preset]))
+    fields = dict(name=name, **MODELS[name].fields(*_PRESET_WIDTHS[preset]), **_PRESET_MODEL_FIELDS[preset])
     for key, value in overrides.items():
         if key not in ModelConfig.__dataclass_fields__ or key == "name":
             raise ValueError(f"unknown model override {key!r}")
@@ -187,6 +199,7 @@ def model_config(name: str, preset: str = "paper", **overrides: Any) -> ModelCon
 # Fields of TrainConfig that may differ when a run is resumed (they change how a run reports or
 # how long it goes on, not what it computes step by step).
 PARALLEL_FORMS = ("pmap", "sharded")  # TrainConfig.parallel: train/parallel.py
+LR_SCHEDULES = ("plateau", "cosine")  # TrainConfig.lr_schedule: train/step.learning_rate_schedule
 # `parallel` too: both forms compute the same step, so a run may resume in the other one.
 RESUMABLE_FIELDS = ("epochs", "log_every_steps", "keep_checkpoints", "progress", "distributed",
                     "parallel")
@@ -208,6 +221,10 @@ class TrainConfig:
     learning_rate: float = 1e-3
     global_batch: int = 24
     epochs: int = 50
+    # "plateau": the paper's ReduceLROnPlateau (below); "cosine": cosine decay to 0 over all
+    # `epochs` (a function of the step, so a resumed run follows the same curve; resuming with
+    # a different --epochs reshapes the rest of it).
+    lr_schedule: str = "plateau"
     plateau_factor: float = 0.1  # ReduceLROnPlateau(mode='max', patience=3) on val micro-AP.
     plateau_patience: int = 3
     plateau_threshold: float = 1e-4  # relative, as PyTorch's default threshold_mode='rel'.
@@ -236,6 +253,8 @@ class TrainConfig:
         if not 0.0 < self.plateau_factor <= 1.0 or self.plateau_patience < 0:
             raise ValueError(f"plateau_factor must be in (0, 1] and plateau_patience >= 0, got "
                              f"{self.plateau_factor}, {self.plateau_patience}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if self.parallel not in PARALLEL_FORMS:
             raise ValueError(f"parallel must be one of {PARALLEL_FORMS}, got {self.parallel!r}")
 

@@ -7,12 +7,12 @@ import dataclasses
 import typing
 from typing import Any
 
-from twostep_jax.config import PARALLEL_FORMS, ModelConfig, TrainConfig, train_config
+from twostep_jax.config import LR_SCHEDULES, PARALLEL_FORMS, ModelConfig, TrainConfig, train_config
 
 # TrainConfig fields set through dedicated flags or not meant for the command line.
 _TRAIN_SKIP = {"model_overrides", "data_dir", "preset", "model"}
 # Fields whose flag takes one of a fixed set of values.
-_CHOICES = {"parallel": PARALLEL_FORMS}
+_CHOICES = {"parallel": PARALLEL_FORMS, "lr_schedule": LR_SCHEDULES}
 # ModelConfig fields that are chosen by --model/--preset.
 _MODEL_SKIP = {"name"}
 

@@ -43,8 +43,8 @@ def test_content_time_attention_starts_at_the_class_prior(prior):
     # Evidence-free input (first-step output 0.5 = logit 0): every frame and clip output starts at
     # class_prior, whatever the attention; with evidence, the frame output is sigmoid(evidence +
     # logit(prior)) (identity kernel at init).
-    from twostep_jax.model.heads import ContentTimeAttention
-    head = ContentTimeAttention(classes=4, class_prior=prior)
+    from twostep_jax.model.heads import ContentTimeAttention, logit
+    head = ContentTimeAttention(classes=4, class_bias=logit(prior))
     z = np.full((2, 4, 7), 0.5, np.float32)
     variables = head.init(jax.random.PRNGKey(0), z)
     clip, _, frames = head.apply(variables, z)
@@ -52,17 +52,71 @@ def test_content_time_attention_starts_at_the_class_prior(prior):
     np.testing.assert_allclose(np.asarray(frames), prior, rtol=1e-5)
     z = np.random.default_rng(0).uniform(0.05, 0.95, (2, 4, 7)).astype(np.float32)
     _, _, frames = head.apply(variables, z)
-    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
-    expected = 1.0 / (1.0 + np.exp(-(logit(np.swapaxes(z, 1, 2)) + logit(prior))))
+    evidence = np.log(z) - np.log1p(-z)
+    expected = 1.0 / (1.0 + np.exp(-(np.swapaxes(evidence, 1, 2) + logit(prior))))
     np.testing.assert_allclose(np.asarray(frames), expected, rtol=1e-4)
+
+
+# (model, attention form): every head, and the layer whose output is its class probability.
+_CLASS_OUTPUTS = [("gap", None), ("gmp", None), ("gwrp", None), ("attention", None), ("atrous_ap", None),
+                  ("2apae", "released_code"), ("2apae", "paper_equations"), ("2apae", "content")]
+
+
+def _class_output_bias(variables, name, form):
+    head = variables["params"]["classifier"]
+    layer = head["time_attention"]["class_dense"] if name == "2apae" else head["class_conv"]
+    return np.asarray(layer["bias"])
+
+
+def _is_released_bias(bias):
+    # The time step's class Dense as released: PyTorch's random U(+-1/sqrt(fan_in)) bias.
+    return np.ptp(bias) > 0 and np.all(np.abs(bias) <= 1.0 / np.sqrt(SMALL["frames"]))
+
+
+@pytest.mark.parametrize("name,form", _CLASS_OUTPUTS)
+def test_cpu_presets_start_the_class_outputs_at_the_prior(name, form, x_small):
+    from twostep_jax.model.heads import logit
+    forms = {"attention_form": form} if form else {}
+    variables, out = forward(create_model(name, "test_tiny", **forms, **SMALL), x_small)
+    bias = _class_output_bias(variables, name, form)
+    if name == "atrous_ap":
+        # Log-softmax class branch: a shared bias would cancel; its clip output already starts
+        # near sigmoid(-log K) = 1 / (K + 1).
+        np.testing.assert_array_equal(bias, 0.0)
+        assert float(np.mean(np.asarray(out["clip_probs"]))) < 0.25
+    elif form == "paper_equations":
+        np.testing.assert_allclose(bias, 3 / 41, rtol=1e-6)  # linear class branch (eq. 13)
+    else:
+        np.testing.assert_allclose(bias, logit(3 / 41), rtol=1e-6)
+        # Means of sigmoids of prior-centred logits: the clip outputs start far below 0.5.
+        assert float(np.mean(np.asarray(out["clip_probs"]))) < 0.25
+
+
+@pytest.mark.parametrize("name,form", _CLASS_OUTPUTS)
+def test_class_prior_zero_keeps_the_released_initial_biases(name, form, x_small):
+    # The `paper` preset: class convs' biases at zero (Kong's init_layer), the time step's class
+    # Dense with PyTorch's random bias, the content form's at zero.
+    from twostep_jax.config import model_config
+    forms = {"attention_form": form} if form else {}
+    assert model_config(name, "paper", **forms).class_prior == 0.0
+    variables, out = forward(create_model(name, "test_tiny", class_prior=0.0, **forms, **SMALL), x_small)
+    bias = _class_output_bias(variables, name, form)
+    if form in ("released_code", "paper_equations"):
+        assert _is_released_bias(bias)
+    else:
+        np.testing.assert_array_equal(bias, 0.0)
+    if name == "gap":
+        # Zero-bias sigmoid map averaged: the clip outputs start near 0.5.
+        assert float(np.mean(np.asarray(out["clip_probs"]))) > 0.3
 
 
 def test_class_prior_is_checked_and_does_not_change_the_checkpoint_structure():
     from twostep_jax.config import model_config
-    with pytest.raises(ValueError, match="class_prior"):
-        model_config("2apae", "test_tiny", attention_form="content", class_prior=1.0)
-    a = model_config("2apae", "test_tiny", attention_form="content", class_prior=0.5)
-    b = model_config("2apae", "test_tiny", attention_form="content")
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="class_prior"):
+            model_config("2apae", "test_tiny", attention_form="content", class_prior=bad)
+    a = model_config("gmp", "test_tiny", class_prior=0.0)
+    b = model_config("gmp", "test_tiny")
     assert a.structure() == b.structure() and a != b
 
 

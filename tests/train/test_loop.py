@@ -93,6 +93,27 @@ def test_kill_and_resume_gives_the_uninterrupted_parameters(builtin_dataset, uni
     assert steps == list(range(1, summary["steps"] + 1))
 
 
+def test_cosine_schedule_decays_every_step_and_resumes_exactly(builtin_dataset, tmp_path):
+    config = _config(builtin_dataset, lr_schedule="cosine", epochs=2)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    summary = train_and_evaluate(config, a)
+    total = summary["steps"]
+    # Step k (1-based) uses 3e-3 * (1 + cos(pi * (k - 1) / total)) / 2: no plateau cuts.
+    logged = [r["learning_rate"] for r in read_metrics(a, "train")]
+    expected = 3e-3 * 0.5 * (1 + np.cos(np.pi * np.arange(total) / total))
+    np.testing.assert_allclose(logged, expected, rtol=1e-5)
+    val = read_metrics(a, "val")
+    assert all(r["next_learning_rate"] == r["learning_rate"] for r in val)
+    # Killed in the second epoch and re-run: the schedule continues from the restored step count.
+    stop_at = total // 2 + 1
+    assert train_and_evaluate(config, b, should_stop=lambda s: s == stop_at) == {"stopped_at_step": stop_at}
+    train_and_evaluate(config, b)
+    (va, _), (vb, _) = _final_params(a), _final_params(b)
+    for x, y in zip(jax.tree.leaves(va), jax.tree.leaves(vb)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_allclose([r["learning_rate"] for r in read_metrics(b, "train")], expected, rtol=1e-5)
+
+
 def test_workdir_of_another_config_is_refused(builtin_dataset, uninterrupted):
     workdir, _ = uninterrupted
     with pytest.raises(WorkdirMismatchError, match="alpha"):

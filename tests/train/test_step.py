@@ -81,3 +81,15 @@ def test_learning_rate_is_in_the_state_and_changes_without_recompiling():
 def test_model_axis_name_must_match_step():
     with pytest.raises(ValueError, match="axis_name"):
         make_train_step(create_model("gap", "test_tiny", **SMALL), alpha=0.0)
+
+
+def test_learning_rate_schedules():
+    from twostep_jax.config import TrainConfig
+    from twostep_jax.train.step import learning_rate_schedule
+    assert learning_rate_schedule("plateau", 3e-3, 100) == 3e-3  # the loop lowers it on plateaus
+    cosine = learning_rate_schedule("cosine", 3e-3, 100)
+    np.testing.assert_allclose([float(cosine(s)) for s in (0, 50, 100)], [3e-3, 1.5e-3, 0.0], atol=1e-9)
+    with pytest.raises(ValueError, match="schedule"):
+        learning_rate_schedule("step", 3e-3, 100)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")

@@ -37,11 +37,42 @@ def _to_ktf(class_map: jax.Array) -> jax.Array:
     return jnp.transpose(class_map.astype(jnp.float32), (0, 3, 1, 2))
 
 
-def _torch_dense(features: int, fan_in: int, name: str) -> nn.Dense:
+def logit(p: float) -> float:
+    return float(np.log(p) - np.log1p(-p))
+
+
+def class_output_bias(cfg: ModelConfig) -> float | None:
+    """The initial bias of the layer whose output is a head's class probability, from
+    `cfg.class_prior` (None: the released code's init).
+
+    * GMP/GAP/GWRP and T x F attention: the class conv, whose sigmoid is pooled -> logit(prior).
+    * two-step, released / content forms: the time step's class Dense, whose sigmoid is pooled
+      over time -> logit(prior). (The mel step is left as released: its output is evidence the
+      time step reads, not a clip probability.)
+    * two-step, paper equations: that class Dense is linear (eq. 13) -> the prior itself.
+    * Atrous AP: None. Its class branch is a log-softmax over classes (a bias common to all
+      positions cancels), and its clip output already starts at sigmoid(-log K) = 1/(K+1).
+    """
+    if cfg.class_prior == 0.0 or cfg.head == C.ATROUS_ATTENTION:
+        return None
+    if cfg.head == C.TWO_STEP and cfg.attention_form == "paper_equations":
+        return cfg.class_prior
+    return logit(cfg.class_prior)
+
+
+def _class_conv(cfg: ModelConfig) -> nn.Conv:
+    """The 1x1 class conv of a sigmoid class map, its bias from `class_output_bias`."""
+    bias = class_output_bias(cfg)
+    init = nn.initializers.zeros if bias is None else nn.initializers.constant(bias)
+    return ClassConv(ConvSettings.of(cfg), cfg.classes, bias_init=init, name="class_conv")
+
+
+def _torch_dense(features: int, fan_in: int, name: str, bias: float | None = None) -> nn.Dense:
+    """PyTorch's nn.Linear init; `bias` (if given) replaces the random bias by a constant."""
     return nn.Dense(
         features,
         kernel_init=torch_linear_kernel_init,
-        bias_init=torch_linear_bias_init(fan_in),
+        bias_init=torch_linear_bias_init(fan_in) if bias is None else nn.initializers.constant(bias),
         dtype=jnp.float32,
         param_dtype=jnp.float32,
         name=name,
@@ -56,16 +87,19 @@ class AttentionStep(nn.Module):
 
     * `released_code` (default, the authors' code): pooled = sum(sigmoid(class) * softmax(att)).
     * `paper_equations` (eq. 8-15): pooled = sum(class * softmax(sigmoid(att))), linear class branch.
+
+    `class_bias`: the class Dense's initial bias (None: PyTorch's random init, as released).
     """
 
     size: int
     form: str = "released_code"
+    class_bias: float | None = None
 
     @nn.compact
     def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array]:
         if z.shape[-1] != self.size:
             raise ValueError(f"{self.name} expects last axis {self.size}, got shape {z.shape}")
-        cla = _torch_dense(self.size, self.size, "class_dense")(z)
+        cla = _torch_dense(self.size, self.size, "class_dense", self.class_bias)(z)
         att = _torch_dense(self.size, self.size, "attention_dense")(z)
         if self.form == "released_code":
             cla, att = jax.nn.sigmoid(cla), att
@@ -91,16 +125,17 @@ class ContentTimeAttention(nn.Module):
     (auto-pooling), so every class's clip probability depends on its own map from the first
     step. (With PyTorch's random init the 41 classes' evidence is mixed at random, and in our
     runs the model stayed at chance for hundreds of steps.) The class Dense's bias starts at
-    logit(`class_prior`) (the attention's at zero): frames start near the label prior, i.e.
-    "absent", instead of at 0.5, so training raises the frame outputs where a class's evidence
-    is rather than lowering them everywhere else (a prior-probability init, as RetinaNet's).
+    `class_bias` (`class_output_bias`: logit(class_prior); None = zero) and the attention's at
+    zero: frames start near the label prior, i.e. "absent", instead of at 0.5, so training
+    raises the frame outputs where a class's evidence is rather than lowering them everywhere
+    else (a prior-probability init, as RetinaNet's).
 
     z: [B, K, T] in (0, 1) -> (clip [B, K], time attention [B, K, T], frame class probs [B, T, K]).
     clip = sum_t sigmoid(class_t) * softmax_t(attention_t), as the released form pools.
     """
 
     classes: int
-    class_prior: float = 0.5
+    class_bias: float | None = None
 
     @nn.compact
     def __call__(self, z: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -109,8 +144,7 @@ class ContentTimeAttention(nn.Module):
         dense = lambda name, bias: nn.Dense(  # noqa: E731
             self.classes, kernel_init=_identity_init, bias_init=nn.initializers.constant(bias),
             dtype=jnp.float32, param_dtype=jnp.float32, name=name)
-        prior_logit = float(np.log(self.class_prior) - np.log1p(-self.class_prior))
-        cla = jax.nn.sigmoid(dense("class_dense", prior_logit)(evidence))
+        cla = jax.nn.sigmoid(dense("class_dense", self.class_bias or 0.0)(evidence))
         att = dense("attention_dense", 0.0)(evidence)
         weights = jax.nn.softmax(att, axis=1)  # over time
         return jnp.sum(cla * weights, axis=1), jnp.swapaxes(weights, 1, 2), cla
@@ -138,6 +172,7 @@ class TwoStepAttention(nn.Module):
     @nn.compact
     def __call__(self, features: jax.Array, train: bool) -> dict:
         cfg = self.config
+        # The mel step reads the class map as evidence: its bias stays as released.
         segmentation = _to_ktf(ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features))
         content = cfg.attention_form == "content"
         # The content form keeps the released mel step (a Dense over mel bins is already shared
@@ -150,11 +185,10 @@ class TwoStepAttention(nn.Module):
         first_step = jnp.clip(jnp.swapaxes(freq_pooled, 1, 2), 0.0, 1.0)  # [B, T, K]
         if content:
             clip, time_attention, frame_class = ContentTimeAttention(
-                cfg.classes, cfg.class_prior, name="time_attention")(
-                freq_pooled)
+                cfg.classes, class_output_bias(cfg), name="time_attention")(freq_pooled)
         else:
-            clip, time_attention = AttentionStep(cfg.frames, cfg.attention_form, name="time_attention")(
-                freq_pooled)
+            clip, time_attention = AttentionStep(
+                cfg.frames, cfg.attention_form, class_output_bias(cfg), name="time_attention")(freq_pooled)
         frame_outputs = {"freq_pooled": first_step, "time_attention": _peak_normalised(time_attention)}
         if content:
             frame_outputs["frame_class"] = frame_class
@@ -193,7 +227,7 @@ class GlobalPooling(nn.Module):
     @nn.compact
     def __call__(self, features: jax.Array, train: bool) -> dict:
         cfg = self.config
-        probs = jax.nn.sigmoid(_to_ktf(ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features)))
+        probs = jax.nn.sigmoid(_to_ktf(_class_conv(cfg)(features)))
         flat = probs.reshape(probs.shape[:2] + (-1,))
         if cfg.head == C.GMP:
             clip = jnp.max(flat, axis=-1)
@@ -267,7 +301,7 @@ class TFAttention(nn.Module):
     @nn.compact
     def __call__(self, features: jax.Array, train: bool) -> dict:
         cfg = self.config
-        probs = jax.nn.sigmoid(_to_ktf(ClassConv(ConvSettings.of(cfg), cfg.classes, name="class_conv")(features)))
+        probs = jax.nn.sigmoid(_to_ktf(_class_conv(cfg)(features)))
         logits = _to_ktf(
             ClassConv(ConvSettings.of(cfg), cfg.classes, kernel_init=nn.initializers.zeros, name="attention_conv")(features)
         )

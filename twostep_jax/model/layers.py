@@ -53,7 +53,8 @@ class ConvSettings:
 
 
 def make_conv(settings: ConvSettings, features: int, kernel_size: int = 1, dilation: int = 1,
-              use_bias: bool = False, kernel_init=he_uniform, name: str | None = None) -> nn.Conv:
+              use_bias: bool = False, kernel_init=he_uniform, bias_init=nn.initializers.zeros,
+              name: str | None = None) -> nn.Conv:
     """A stride-1 'same' convolution with float32 parameters computing in `settings.dtype`."""
     pad = dilation * (kernel_size - 1) // 2
     return nn.Conv(
@@ -63,6 +64,7 @@ def make_conv(settings: ConvSettings, features: int, kernel_size: int = 1, dilat
         kernel_dilation=(dilation, dilation),
         use_bias=use_bias,
         kernel_init=kernel_init,
+        bias_init=bias_init,
         dtype=compute_dtype(settings.dtype),
         param_dtype=jnp.float32,
         conv_general_dilated=ops.select_conv(settings.conv_impl),
@@ -174,4 +176,5 @@ class Decoder(nn.Module):
 
 
 ClassConv = functools.partial(make_conv, kernel_size=1, use_bias=True)
-ClassConv.__doc__ = "1x1 class convolution to K classes with bias (He-uniform), no activation."
+ClassConv.__doc__ = ("1x1 class convolution to K classes with bias (He-uniform kernel, bias zero unless "
+                     "`bias_init` says otherwise), no activation.")

@@ -28,7 +28,8 @@ from twostep_jax.train.checkpoint import BEST, LATEST, Checkpoints, CorruptCheck
 from twostep_jax.train.metric_writer import MetricWriter
 from twostep_jax.train.predict import evaluate_clips
 from twostep_jax.train.parallel import parallel_form
-from twostep_jax.train.step import create_train_state, learning_rate_of, with_learning_rate
+from twostep_jax.train.step import (create_train_state, learning_rate_of, learning_rate_schedule,
+                                    with_learning_rate)
 from twostep_jax.train.workdir import (SUMMARY, WorkdirBusyError, WorkdirMismatchError,
                                       check_or_write_run_config, run_lock)
 
@@ -99,7 +100,8 @@ def run_header(config: TrainConfig, workdir: str, info: DatasetInfo, sizes: dict
             + (f", process {jax.process_index() + 1}/{jax.process_count()}"
                if jax.process_count() > 1 else "") + "\n"
             f"run: model {config.model}, preset {config.preset}, {config.epochs} epochs, global "
-            f"batch {config.global_batch}, alpha {config.alpha:g}, lr {config.learning_rate:g} -> "
+            f"batch {config.global_batch}, alpha {config.alpha:g}, lr {config.learning_rate:g}"
+            f"{' (cosine decay)' if config.lr_schedule == 'cosine' else ''} -> "
             f"{workdir}")
 
 
@@ -134,9 +136,11 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
     num_devices = jax.local_device_count()
     form = parallel_form(config.parallel)
     model = model_from_config(config.model_config(), axis_name=form.axis_name)
-    state = create_train_state(model, jax.random.PRNGKey(config.seed), config.learning_rate)
-    step_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train.target), config.global_batch)
+    schedule = learning_rate_schedule(config.lr_schedule, config.learning_rate,
+                                      steps_per_epoch * config.epochs)
+    state = create_train_state(model, jax.random.PRNGKey(config.seed), schedule)
+    step_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
     # One log for the run: process 0 writes it (every process computes the same metrics).
     writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
@@ -218,9 +222,9 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
 
             val = evaluate_clips(p_eval_step, state, val_clips, stats, config.global_batch,
                                  list(info.class_names), form)
-            lr = float(learning_rate_of(state))
-            new_lr = plateau.update(val["micro_ap"], lr, config.plateau_factor, config.plateau_patience,
-                                    config.plateau_threshold)
+            lr = float(learning_rate_of(state))  # the rate of the epoch's last step
+            new_lr = lr if config.lr_schedule != "plateau" else plateau.update(
+                val["micro_ap"], lr, config.plateau_factor, config.plateau_patience, config.plateau_threshold)
             if new_lr != lr:
                 state = form.put_state(with_learning_rate(state, new_lr))
             best = meta["best_val_micro_ap"]

@@ -28,13 +28,26 @@ class TrainState(train_state.TrainState):
     batch_stats: Any = None
 
 
-def make_optimizer(learning_rate: float) -> optax.GradientTransformation:
-    # The learning rate lives in the optimizer state, so ReduceLROnPlateau can change it between
-    # epochs without recompiling and it is checkpointed with the state.
+def make_optimizer(learning_rate: float | optax.Schedule) -> optax.GradientTransformation:
+    """Adam with the learning rate as a hyperparameter in the optimizer state: a float, which
+    ReduceLROnPlateau changes between epochs without recompiling, or a schedule of the step
+    count (optax evaluates it at every update). Either way the current value is checkpointed
+    with the state, and the state's tree is the same."""
     return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
 
 
-def create_train_state(model: SEDModel, rng: jax.Array, learning_rate: float) -> TrainState:
+def learning_rate_schedule(kind: str, peak: float, total_steps: int) -> float | optax.Schedule:
+    """`plateau`: the constant `peak` (the loop lowers it on plateaus); `cosine`: cosine decay
+    from `peak` to 0 over `total_steps` (SGDR without restarts), a pure function of the step."""
+    if kind == "plateau":
+        return peak
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(peak, decay_steps=max(int(total_steps), 1))
+    raise ValueError(f"unknown learning-rate schedule {kind!r}")
+
+
+def create_train_state(model: SEDModel, rng: jax.Array,
+                       learning_rate: float | optax.Schedule) -> TrainState:
     """Initialise parameters and BatchNorm statistics (float32) and Adam."""
     x = jnp.zeros((1,) + model.input_shape, jnp.float32)
     # Init under jit: one compiled program instead of op-by-op dispatch.
@@ -86,7 +99,8 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, model: SEDMode
         # the replication exact to the last bit.
         batch_stats = jax.lax.pmean(batch_stats, axis_name)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    metrics = dict(terms, grad_norm=optax.tree.norm(grads), learning_rate=learning_rate_of(state))
+    # The new state holds the rate this update used (with a schedule, the old one's lags a step).
+    metrics = dict(terms, grad_norm=optax.tree.norm(grads), learning_rate=learning_rate_of(new_state))
     return new_state, metrics
 
 
