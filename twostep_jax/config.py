@@ -134,7 +134,7 @@ _PRESET_WIDTHS = {
 PRESETS = tuple(_PRESET_WIDTHS)
 # Beyond widths: `paper` keeps the released code's initial biases; the CPU presets start the
 # class outputs at the label prior (3 of 41 classes per clip) on the heads where validation
-# favoured it (`model/heads.class_output_bias`, README "The class-prior init").
+# favoured it (`model/heads.class_output_bias`, README "The class-prior init on the other heads").
 _PRESET_MODEL_FIELDS = {
     "paper": dict(class_prior=0.0),
     "cpu_small": dict(class_prior=3 / 41),
