@@ -4,6 +4,7 @@ on 1 and 4 fake CPU devices, consistent figures, XLA FLOPs; benchmark.report's t
 import json
 
 import jax
+import numpy as np
 import pytest
 
 from twostep_jax.benchmark.__main__ import main
@@ -32,8 +33,14 @@ def tiny_results(builtin_dataset, tmp_path_factory):
     assert (out / "sweep.md").read_text().count("| 2apae | test_tiny |") == 2
     four = run_benchmark(model="2apae", preset="test_tiny", global_batch=4, steps=1, warmup=0,
                          devices=4, data_dir=builtin_dataset, snr=20, peak_tflops=1.0,
-                         profile_dir=str(out / "profile"), parallel="sharded")
+                         profile_dir=str(out / "profile"), parallel="sharded", ema_decay=0.99)
     return one, four
+
+
+def test_the_weight_average_is_timed_when_asked(tiny_results):
+    one, four = tiny_results
+    assert one["ema_decay"] == 0.0 and four["ema_decay"] == 0.99  # sharded, 4 devices, with EMA
+    assert np.isfinite(four["final_loss"])
 
 
 def test_result_fields_and_timings(tiny_results):

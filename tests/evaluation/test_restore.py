@@ -21,6 +21,7 @@ def test_step_flag_selects_latest_manager(tiny_run, loaded_run):
         latest = ckpts.latest_step("latest")
     by_step = load_run(str(tiny_run.workdir), step=latest)
     assert by_step.step == latest and by_step.kind == "latest"
+    assert by_step.weights == "raw"  # no --ema-decay: the raw weights (an EMA run: test_loop.py)
     assert set(by_step.variables) == {"params", "batch_stats"}
     with pytest.raises(FileNotFoundError, match="no checkpoint at step 12345"):
         load_run(str(tiny_run.workdir), step=12345)

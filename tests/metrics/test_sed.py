@@ -54,6 +54,46 @@ def test_median_filter_removes_spike_and_fills_gap():
     assert [(k, round(a, 9), round(b, 9)) for k, a, b in smooth] == [(0, 0.4, 1.1)]
 
 
+def test_fill_gaps_merges_short_gaps_only_and_never_shortens():
+    p = np.zeros((20, 1))
+    p[[0, 1, 4, 5, 9, 10], 0] = 1.0  # gap of 2 frames (2-3), then of 3 frames (6-8)
+    p[16, 0] = 0.7                   # lone detection after a gap of 5 (11-15), then the edge
+    events = lambda q, **kw: [(k, round(a, 9), round(b, 9)) for k, a, b in
+                              sm.frame_probs_to_events(q, HOP, 0.5, **kw)]
+    assert len(events(p)) == 4
+    # A 3-frame window fills gaps of fewer than 3 frames: 0-5 merge, 9-10 and 15 stay apart.
+    assert events(p, fill=3) == [(0, 0.0, 0.6), (0, 0.9, 1.1), (0, 1.6, 1.7)]
+    # 5 frames fill the 3-frame gap too; the gap of 5 and the dip at the clip's edge remain.
+    assert events(p, fill=5) == [(0, 0.0, 1.1), (0, 1.6, 1.7)]
+    assert events(p, fill=7) == [(0, 0.0, 1.7)]
+    closed = sm.fill_gaps(p, 7)
+    assert np.all(closed >= p) and closed[2, 0] == closed[7, 0] == 1.0 and closed[18, 0] == 0.0
+    # Filling, then the median filter: the lone frame is removed, the merged run kept.
+    assert events(p, fill=5, median_filter=3) == [(0, 0.0, 1.1)]
+    # It commutes with thresholding (what lets PSDS use it): decisions at every threshold of the
+    # filled scores are the gap-filled decisions of the raw scores.
+    q = np.random.default_rng(0).uniform(0, 1, (50, 3))
+    for t in (0.2, 0.5, 0.8):
+        np.testing.assert_array_equal(sm.fill_gaps(q, 7) > t, sm.fill_gaps((q > t).astype(float), 7) > 0.5)
+    with pytest.raises(ValueError, match="fill_gaps must be a positive odd"):
+        sm.fill_gaps(p, 4)
+
+
+def test_psds_counts_a_burst_event_only_once_its_gaps_are_filled():
+    # One 3 s event made of 0.2 s bursts every 0.5 s: detections cover 40 % (< GTC 0.7).
+    p = np.zeros((100, 1))
+    for b in range(20, 50, 5):
+        p[b:b + 2, 0] = 0.9
+    refs = [[(0, 2.0, 4.7)]]
+    assert sm.psds([p], refs, HOP, DUR) == 0.0
+    assert sm.psds([p], refs, HOP, DUR, fill=5) == pytest.approx(1.0)
+    # The gap filling creates no detection outside the event: the operating point that finds
+    # it has no false positive (the only false positive is "everything active", threshold 0).
+    roc = sm.psd_roc([p], refs, HOP, DUR, fill=5)
+    assert any(tp == 1 and fp == 0 for tp, fp in zip(roc.tps[0], roc.fps[0]))
+    assert np.sum(roc.fps[0] > 0) == 1
+
+
 @pytest.mark.parametrize(
     "probs, kwargs, match",
     [

@@ -134,3 +134,34 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(builtin_dataset, t
     assert all(np.all(np.isfinite(np.asarray(v))) for v in jax.tree.leaves(variables))
     steps = [r["step"] for r in read_metrics(workdir, "train")]
     assert steps == [1]
+
+
+def test_weight_average_is_checkpointed_resumed_exactly_and_evaluated(builtin_dataset, tmp_path):
+    from twostep_jax.evaluation.restore import load_run
+    from twostep_jax.train.step import create_train_state
+
+    config = _config(builtin_dataset, ema_decay=0.9, epochs=2)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    summary = train_and_evaluate(config, a)
+    stop_at = summary["steps"] // 2 + 1
+    assert train_and_evaluate(config, b, should_stop=lambda s: s == stop_at) == {"stopped_at_step": stop_at}
+    train_and_evaluate(config, b)  # resumes: the average continues from the checkpointed one
+
+    def latest_state(workdir):
+        model = model_from_config(config.model_config())
+        template = create_train_state(model, jax.random.PRNGKey(1), 1e-3, ema_decay=0.9)
+        with Checkpoints(workdir, read_only=True) as ck:
+            return ck.restore_train_state(template)[0]
+
+    sa, sb = latest_state(a), latest_state(b)
+    assert int(sa.step) == int(sb.step) == summary["steps"]
+    for x, y in zip(jax.tree.leaves((sa.params, sa.ema)), jax.tree.leaves((sb.params, sb.ema))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # Evaluation loads the averaged weights of the best checkpoint, not the raw ones.
+    run = load_run(a, step=summary["steps"])
+    assert run.weights == "ema" and "moving-average" in run.describe()
+    for x, y in zip(jax.tree.leaves(run.variables), jax.tree.leaves(sa.ema)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    raw = {"params": sa.params, "batch_stats": sa.batch_stats}
+    assert max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+               for x, y in zip(jax.tree.leaves(run.variables), jax.tree.leaves(raw))) > 1e-6

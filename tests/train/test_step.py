@@ -93,3 +93,55 @@ def test_learning_rate_schedules():
         learning_rate_schedule("step", 3e-3, 100)
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="linear")
+
+
+def test_ema_decay_warm_up():
+    from twostep_jax.train.step import ema_decay_at
+    # min(decay, (1 + t) / (10 + t)): 0.1 at the first update, the cap once t >= 890 for 0.99.
+    np.testing.assert_allclose([float(ema_decay_at(t, 0.99)) for t in (0, 1, 90, 890, 5000)],
+                               [0.1, 2 / 11, 0.91, 0.99, 0.99], rtol=1e-6)
+    assert float(ema_decay_at(10, 0.5)) == 0.5
+
+
+@pytest.mark.parametrize("parallel", ["single", "pmap"])
+def test_ema_is_the_moving_average_and_leaves_training_unchanged(parallel):
+    """Two steps with EMA: the raw weights are bit-identical to a run without it, and `ema` is
+    d1 * (d0 * w0 + (1 - d0) * w1) + (1 - d1) * w2 with d_t = min(0.9, (1 + t) / (10 + t))."""
+    axis = "batch" if parallel == "pmap" else None
+    model = create_model("2apae", "test_tiny", axis_name=axis, **SMALL)
+    step = make_train_step(model, alpha=0.001, axis_name=axis)
+    x, t = _batch()
+    batch = ({"logmel": x.reshape(8, 2, *x.shape[1:]), "target": t.reshape(8, 2, -1)} if axis
+             else {"logmel": x, "target": t})
+    plain = create_train_state(model, jax.random.PRNGKey(0), 1e-3)
+    averaged = create_train_state(model, jax.random.PRNGKey(0), 1e-3, ema_decay=0.9)
+    assert plain.ema is None and averaged.ema_decay == 0.9
+    weights = [jax.device_get({"params": averaged.params, "batch_stats": averaged.batch_stats})]
+    for i in range(2):
+        plain, _ = step(plain, batch, jax.random.PRNGKey(i))
+        averaged, _ = step(averaged, batch, jax.random.PRNGKey(i))
+        weights.append(jax.device_get({"params": averaged.params, "batch_stats": averaged.batch_stats}))
+    for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(averaged.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    d0, d1 = 0.1, 2 / 11
+    expected = jax.tree.map(lambda w0, w1, w2: d1 * (d0 * w0 + (1 - d0) * w1) + (1 - d1) * w2, *weights)
+    assert _tree_max_abs_diff(averaged.ema, expected) < 1e-6
+    # ... and it is not just the current weights (the test could fail).
+    assert _tree_max_abs_diff(averaged.ema["params"], weights[-1]["params"]) > 1e-5
+    # The eval step of a state runs the averaged weights.
+    eval_step = make_eval_step(model, pmapped=axis is not None)
+    from_state = eval_step(averaged, {"logmel": batch["logmel"]})["clip_probs"]
+    from_ema = eval_step(averaged.ema, {"logmel": batch["logmel"]})["clip_probs"]
+    from_raw = eval_step({"params": averaged.params, "batch_stats": averaged.batch_stats},
+                         {"logmel": batch["logmel"]})["clip_probs"]
+    np.testing.assert_array_equal(np.asarray(from_state), np.asarray(from_ema))
+    assert float(jnp.max(jnp.abs(from_state - from_raw))) > 1e-6
+
+
+def test_ema_decay_must_be_below_one():
+    from twostep_jax.config import TrainConfig
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+    with pytest.raises(ValueError, match="ema_decay"):
+        create_train_state(create_model("gap", "test_tiny", **SMALL), jax.random.PRNGKey(0), 1e-3,
+                           ema_decay=-0.1)

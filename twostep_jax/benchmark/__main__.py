@@ -40,6 +40,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    "end-to-end loop on the prepared dataset's folds 1-3")
     p.add_argument("--snr", type=int, default=20)
     p.add_argument("--alpha", type=float, default=0.001)
+    p.add_argument("--ema-decay", type=float, default=0.0,
+                   help="also update a moving average of the weights every step, as training "
+                        "with --ema-decay does (the cpu_small preset trains with 0.99)")
     p.add_argument("--json", default=None, help="write the result(s) as JSON here")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="peak dense TFLOP/s of one device at --dtype (default: detected)")
@@ -94,7 +97,8 @@ def _run(args: argparse.Namespace) -> int:
 
     common = dict(model=args.model, preset=args.preset, steps=args.steps, warmup=args.warmup,
                   data_dir=args.data, snr=args.snr, peak_tflops=args.peak_tflops,
-                  compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha)
+                  compare_torch=args.compare_torch, conv_impl=args.conv_impl, alpha=args.alpha,
+                  ema_decay=args.ema_decay)
     from twostep_jax.config import PARALLEL_FORMS
 
     forms = PARALLEL_FORMS if args.parallel == "both" else (args.parallel,)

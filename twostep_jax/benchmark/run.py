@@ -149,11 +149,13 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                   data_dir: str | None = None, snr: int = 20, peak_tflops: float | None = None,
                   compare_torch: bool = False, conv_impl: str = "auto", alpha: float = 0.001,
                   seed: int = 0, profile_dir: str | None = None,
-                  parallel: str = "pmap", model_overrides: dict | None = None) -> dict[str, Any]:
+                  parallel: str = "pmap", model_overrides: dict | None = None,
+                  ema_decay: float = 0.0) -> dict[str, Any]:
     """Benchmark one configuration in this process; returns the JSON-ready result dict.
 
     `parallel` is the data-parallel form (`train.parallel`: "pmap" or "sharded") of the steps;
     `model_overrides` are ModelConfig fields (e.g. smaller `frames`/`mels` for a dry run).
+    `ema_decay` > 0 times the step with its weight-average update (`--ema-decay` in training).
 
     With `profile_dir`, a few extra train steps (after all timing) run under `jax.profiler.trace`
     and leave a trace there (TensorBoard's profile plugin or Perfetto reads it).
@@ -182,7 +184,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
                                   cfg.mels, cfg.classes)
     batch = form.put_batch(host_batch)
     # The state replicated on the chosen devices, as both forms' steps return it.
-    state = form.put_state(create_train_state(net, rng, 1e-3))
+    state = form.put_state(create_train_state(net, rng, 1e-3, ema_decay))
     train_step, eval_step, compile_info = compile_steps(net, state, batch, alpha, form)
     eval_batch = {"logmel": batch["logmel"]}
 
@@ -231,7 +233,7 @@ def run_benchmark(model: str = "2apae", preset: str = "paper", global_batch: int
         "parallel": parallel,
         "conv_impl_resolved": getattr(select_conv(conv_impl), "__name__", str(conv_impl)),
         "global_batch": global_batch, "per_device_batch": per_device, "num_devices": devices,
-        "steps": steps, "warmup": warmup, "alpha": alpha,
+        "steps": steps, "warmup": warmup, "alpha": alpha, "ema_decay": ema_decay,
         "backend": jax.default_backend(), "device_kind": device_kind,
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "host": {"cpu_count": os.cpu_count(), "machine": platform.machine(),

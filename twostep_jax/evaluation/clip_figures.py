@@ -21,7 +21,7 @@ from twostep_jax.data.input_pipeline import normalize
 from twostep_jax.evaluation.postprocess import readout
 from twostep_jax.evaluation.restore import LoadedRun
 from twostep_jax.fileio import safe_filename
-from twostep_jax.metrics.sed import frame_probs_to_events, median_smooth
+from twostep_jax.metrics.sed import frame_probs_to_events, smooth_scores
 from twostep_jax.viz.figures import figure_arrays, plot_attention_figure
 
 
@@ -42,14 +42,16 @@ def select_clips(clips: ClipArrays, names: Sequence[str] = (), random_n: int = 0
 
 
 def localisation_panel(outputs: dict, postprocessing: dict, class_names: Sequence[str]) -> dict:
-    """Panel 8 of clip 0 of `outputs`: the chosen read-out after its median filter, [K, T], and the
-    events detected at the chosen threshold."""
+    """Panel 8 of clip 0 of `outputs`: the chosen read-out after its gap filling and median
+    filter, [K, T], and the events detected at the chosen threshold."""
     scores = readout(outputs, postprocessing["readout"])[0]
     m, t = postprocessing["median_filter"], postprocessing["threshold"]
-    return {"scores": median_smooth(scores, m).T,
-            "detections": frame_probs_to_events(scores, HOP_S, t, m, float(CLIP_SECONDS)),
-            "title": (f"localisation read-out `{postprocessing['readout']}` (median filter {m}, "
-                      f"chosen on validation); white: detections > {t:g}, cyan: ground truth")}
+    fill = postprocessing.get("fill_gaps", 1)
+    return {"scores": smooth_scores(scores, m, fill).T,
+            "detections": frame_probs_to_events(scores, HOP_S, t, m, float(CLIP_SECONDS), fill),
+            "title": (f"localisation read-out `{postprocessing['readout']}` (gaps < {fill} frames "
+                      f"filled, median filter {m}, chosen on validation); white: detections > {t:g}, "
+                      "cyan: ground truth")}
 
 
 def draw_clip_figures(run: LoadedRun, clips: ClipArrays, indices: Sequence[int], out_dir: str | Path,

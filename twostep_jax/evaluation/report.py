@@ -40,7 +40,8 @@ def report_markdown(report: dict) -> str:
     ]
     if pp is not None:
         lines += [
-            f"Localisation: read-out `{pp['readout']}`, median filter {pp['median_filter']} frames, "
+            f"Localisation: read-out `{pp['readout']}`, gaps < {pp.get('fill_gaps', 1)} frames filled, "
+            f"median filter {pp['median_filter']} frames, "
             f"threshold {pp['threshold']:g}, chosen on the validation split (val PSDS1 "
             f"{pp['val_psds1']:.4f}, val event-F1 {pp['val_event_f1']:.4f}): "
             f"{loc['n_est_events']} detected vs {loc['n_ref_events']} reference events."

@@ -3,7 +3,9 @@
     run = load_run("runs/2apae", step=None)            # best checkpoint; --step N: that step
     out = run.forward(normalize(logmel, run.norm_stats))  # all model outputs, numpy
 
-No optimizer is built and no optimizer state is read (orbax restores only the items asked
+A run trained with `--ema-decay` is evaluated with its moving-average weights (the `ema`
+checkpoint item), the weights its validation selected. No optimizer is built and no optimizer
+state is read (orbax restores only the items asked
 for). Arrays are restored onto the first local device with an explicit sharding, so a run
 trained on 8 devices restores on 1 CPU (and vice versa); the pmapped eval step broadcasts them.
 
@@ -44,6 +46,7 @@ class LoadedRun:
     meta: dict  # the checkpoint's JSON metadata (epoch, class_names, norm_stats, ...)
     step: int
     kind: str  # "best" or "latest": which checkpoint manager it came from
+    weights: str = "raw"  # "ema": the moving average of the weights (runs with --ema-decay)
 
     @property
     def model_config(self) -> ModelConfig:
@@ -65,7 +68,8 @@ class LoadedRun:
     def describe(self) -> str:
         c = self.config
         return (f"{c.model} ({c.preset}, alpha {c.alpha:g}) snr {c.snr} test fold {c.test_fold}: "
-                f"{self.kind} checkpoint, step {self.step}, epoch {self.meta.get('epoch')}")
+                f"{self.kind} checkpoint, step {self.step}, epoch {self.meta.get('epoch')}"
+                + (f", moving-average weights (decay {c.ema_decay:g})" if self.weights == "ema" else ""))
 
     @functools.cached_property
     def _jit_forward(self):
@@ -130,12 +134,13 @@ def load_run(workdir: str, step: int | None = None, expected_model: ModelConfig 
         if missing:
             raise CheckpointMismatchError(f"{workdir}: checkpoint {step} metadata lacks {missing}")
         model = model_from_config(requested, axis_name=None)
-        variables, meta, step = ckpts.restore_variables(abstract_variables(model), step, kind)
+        ema = config.ema_decay > 0
+        variables, meta, step = ckpts.restore_variables(abstract_variables(model), step, kind, ema=ema)
     if len(meta["class_names"]) != requested.classes:
         raise CheckpointMismatchError(f"{workdir}: checkpoint lists {len(meta['class_names'])} classes, "
                                       f"the model has {requested.classes}")
     return LoadedRun(workdir=workdir, config=config, model=model, variables=variables, meta=meta,
-                     step=step, kind=kind)
+                     step=step, kind=kind, weights="ema" if ema else "raw")
 
 
 def check_data(run: LoadedRun, info: Any, allow_other_data: bool = False) -> None:

@@ -87,7 +87,8 @@ def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = N
     timing = (HOP_S, float(CLIP_SECONDS))
     loc = localisation_metrics(list(postprocess.readout(out, postprocessing["readout"])), clips.events,
                                *timing, threshold=postprocessing["threshold"],
-                               median_filter=postprocessing["median_filter"])
+                               median_filter=postprocessing["median_filter"],
+                               fill=postprocessing.get("fill_gaps", 1))
     raw = localisation_metrics(list(out["frame_probs"]), clips.events, *timing, threshold=0.5)
     c = run.config
     report = {
@@ -102,8 +103,8 @@ def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = N
         "clip": clip,
         "localisation": loc,
         "localisation_raw": raw,
-        "postprocessing": {k: postprocessing[k] for k in ("readout", "median_filter", "threshold",
-                                                          "val_psds1", "val_event_f1")},
+        "postprocessing": {k: postprocessing.get(k, 1) for k in ("readout", "median_filter", "fill_gaps",
+                                                                 "threshold", "val_psds1", "val_event_f1")},
         "devices": jax.local_device_count(),
         "seconds": time.time() - t0,
     }

@@ -1,11 +1,12 @@
 """Orbax checkpoints: the one module that talks to orbax (V0 `CheckpointManager` API).
 
 Layout of a run's checkpoints:
-    WORKDIR/checkpoints/latest/<step>/{params, batch_stats, opt_state, meta}   (resume)
-    WORKDIR/checkpoints/best/<step>/{params, batch_stats, opt_state, meta}     (model selection)
+    WORKDIR/checkpoints/latest/<step>/{params, batch_stats, opt_state, [ema,] meta}   (resume)
+    WORKDIR/checkpoints/best/<step>/{params, batch_stats, opt_state, [ema,] meta}     (model selection)
 
-Items are separate so evaluation restores `params`, `batch_stats` and `meta` only: no optimizer
-is built. Restores pass an explicit single-device (or replicated) sharding, so a checkpoint
+`ema` (the moving average of {"params", "batch_stats"}) exists only for runs trained with
+`--ema-decay`. Items are separate so evaluation restores the weights it runs (`params` and
+`batch_stats`, or `ema`) and `meta` only: no optimizer is built. Restores pass an explicit single-device (or replicated) sharding, so a checkpoint
 written on 8 devices restores on 1. Orbax commits a step atomically (a step directory without
 its commit marker is ignored), so a kill during a save leaves the previous checkpoint usable.
 
@@ -143,17 +144,16 @@ class Checkpoints:
                 with self._disk_full_as_one_line(step):
                     m.wait_until_finished()
                 m.delete(step)
+            items = dict(
+                params=ocp.args.StandardSave(state.params),
+                batch_stats=ocp.args.StandardSave(state.batch_stats),
+                opt_state=ocp.args.StandardSave(state.opt_state),
+                meta=ocp.args.JsonSave(meta),
+            )
+            if getattr(state, "ema", None) is not None:
+                items["ema"] = ocp.args.StandardSave(state.ema)
             with self._disk_full_as_one_line(step):
-                m.save(
-                    step,
-                    args=ocp.args.Composite(
-                        params=ocp.args.StandardSave(state.params),
-                        batch_stats=ocp.args.StandardSave(state.batch_stats),
-                        opt_state=ocp.args.StandardSave(state.opt_state),
-                        meta=ocp.args.JsonSave(meta),
-                    ),
-                    force=True,
-                )
+                m.save(step, args=ocp.args.Composite(**items), force=True)
             self._saving_step = step
 
     def discard_after(self, step: int, log: Callable[[str], None] = print) -> None:
@@ -184,7 +184,8 @@ class Checkpoints:
     def restore_train_state(self, state: Any, step: int | None = None, kind: str = LATEST,
                             sharding: jax.sharding.Sharding | None = None,
                             log: Callable[[str], None] = print) -> tuple[Any, dict]:
-        """Restore a full TrainState shaped like `state` (params, batch_stats, opt_state) + meta.
+        """Restore a full TrainState shaped like `state` (params, batch_stats, opt_state, and
+        `ema` when `state` keeps one) + meta.
 
         Without `step`: the newest readable kept step; unreadable newer ones are skipped and
         logged (CorruptCheckpointError if none can be read).
@@ -197,6 +198,8 @@ class Checkpoints:
             "opt_state": ocp.args.StandardRestore(_abstract(state.opt_state, sharding)),
             "meta": ocp.args.JsonRestore(),
         }
+        if getattr(state, "ema", None) is not None:
+            items["ema"] = ocp.args.StandardRestore(_abstract(state.ema, sharding))
         skipped = []
         for s in candidates:
             try:
@@ -209,27 +212,33 @@ class Checkpoints:
             # The step counter lives in meta (orbax's step is the directory name).
             state = state.replace(step=int(restored["meta"]["step"]), params=restored["params"],
                                   batch_stats=restored["batch_stats"], opt_state=restored["opt_state"])
+            if "ema" in items:
+                state = state.replace(ema=restored["ema"])
             return state, restored["meta"]
         raise CorruptCheckpointError(f"no readable {kind} checkpoint: {'; '.join(skipped)}. Delete "
                                      f"{m.directory} to train from scratch")
 
     def restore_variables(self, abstract_variables: Any, step: int | None = None, kind: str = BEST,
-                          sharding: jax.sharding.Sharding | None = None) -> tuple[dict, dict, int]:
-        """For evaluation: `{"params", "batch_stats"}` + meta + step, no optimizer state read."""
+                          sharding: jax.sharding.Sharding | None = None,
+                          ema: bool = False) -> tuple[dict, dict, int]:
+        """For evaluation: `{"params", "batch_stats"}` + meta + step, no optimizer state read.
+        `ema`: the moving-average weights (the `ema` item) instead of the raw ones."""
         m = self._require(kind)
         step = m.latest_step() if step is None else step
         if step not in m.all_steps():
             raise FileNotFoundError(f"no {kind} checkpoint at step {step} in {m.directory} "
                                     f"(available: {sorted(m.all_steps())})")
+        wanted = {"params": abstract_variables["params"], "batch_stats": abstract_variables["batch_stats"]}
+        if ema:
+            items = {"ema": ocp.args.StandardRestore(_abstract(wanted, sharding))}
+        else:
+            items = {name: ocp.args.StandardRestore(_abstract(tree, sharding)) for name, tree in wanted.items()}
         try:
-            restored = self._restore(m, step, {
-                "params": ocp.args.StandardRestore(_abstract(abstract_variables["params"], sharding)),
-                "batch_stats": ocp.args.StandardRestore(_abstract(abstract_variables["batch_stats"], sharding)),
-                "meta": ocp.args.JsonRestore(),
-            })
+            restored = self._restore(m, step, dict(items, meta=ocp.args.JsonRestore()))
         except CorruptCheckpointError as e:
             raise CorruptCheckpointError(f"{e}{self._other_steps_hint(step)}") from None
-        return {"params": restored["params"], "batch_stats": restored["batch_stats"]}, restored["meta"], step
+        variables = restored["ema"] if ema else {name: restored[name] for name in wanted}
+        return dict(variables), restored["meta"], step
 
     def _restore(self, m: ocp.CheckpointManager, step: int, items: dict) -> dict:
         """`m.restore` of `items` at `step`; CorruptCheckpointError names the broken item."""

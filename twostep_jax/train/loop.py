@@ -101,7 +101,8 @@ def run_header(config: TrainConfig, workdir: str, info: DatasetInfo, sizes: dict
                if jax.process_count() > 1 else "") + "\n"
             f"run: model {config.model}, preset {config.preset}, {config.epochs} epochs, global "
             f"batch {config.global_batch}, alpha {config.alpha:g}, lr {config.learning_rate:g}"
-            f"{' (cosine decay)' if config.lr_schedule == 'cosine' else ''} -> "
+            f"{' (cosine decay)' if config.lr_schedule == 'cosine' else ''}"
+            f"{f', weight average (EMA {config.ema_decay:g})' if config.ema_decay else ''} -> "
             f"{workdir}")
 
 
@@ -139,7 +140,7 @@ def _train(config: TrainConfig, workdir: str, should_stop: Callable[[int], bool]
     steps_per_epoch = input_pipeline.steps_per_epoch(len(train.target), config.global_batch)
     schedule = learning_rate_schedule(config.lr_schedule, config.learning_rate,
                                       steps_per_epoch * config.epochs)
-    state = create_train_state(model, jax.random.PRNGKey(config.seed), schedule)
+    state = create_train_state(model, jax.random.PRNGKey(config.seed), schedule, config.ema_decay)
     step_rng = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
 
     # One log for the run: process 0 writes it (every process computes the same metrics).
