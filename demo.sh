@@ -19,8 +19,9 @@ stage "data_prep: built-in corpus, SNR 20 dB"
 python -m data_prep --source builtin --out "$DEMO_DIR/data" --snr 20 --mixtures-per-fold "${DEMO_MIXTURES_PER_FOLD:-150}"
 
 stage "train: 2APAE, cpu_small preset, test fold 1"
+# DEMO_EPOCHS=8 shortens training on a slow machine (cpu_small trains 12; README, "Results of the demo").
 python train.py --data "$DEMO_DIR/data" --snr 20 --test-fold 1 --model 2apae --preset cpu_small --attention-form content \
-  --workdir "$DEMO_DIR/run"
+  ${DEMO_EPOCHS:+--epochs "$DEMO_EPOCHS"} --workdir "$DEMO_DIR/run"
 
 stage "evaluate: test fold 1 (clip metrics + localisation) and an attention figure"
 python evaluate.py run --workdir "$DEMO_DIR/run"

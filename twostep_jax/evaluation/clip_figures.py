@@ -49,9 +49,9 @@ def localisation_panel(outputs: dict, postprocessing: dict, class_names: Sequenc
     fill = postprocessing.get("fill_gaps", 1)
     return {"scores": smooth_scores(scores, m, fill).T,
             "detections": frame_probs_to_events(scores, HOP_S, t, m, float(CLIP_SECONDS), fill),
-            "title": (f"localisation read-out `{postprocessing['readout']}` (gaps < {fill} frames "
-                      f"filled, median filter {m}, chosen on validation); white: detections > {t:g}, "
-                      "cyan: ground truth")}
+            # Short enough for the figure's width: the full choice is in postprocessing.json.
+            "title": (f"read-out `{postprocessing['readout']}` (validation's choice: gaps < {fill} "
+                      f"filled, median {m}, > {t:g}): white = detected, cyan = ground truth")}
 
 
 def draw_clip_figures(run: LoadedRun, clips: ClipArrays, indices: Sequence[int], out_dir: str | Path,
