@@ -65,6 +65,12 @@ def test_grids():
     assert len({c.workdir("R") for c in table}) == len(table)
     assert table[0].workdir("R") == os.path.join("R", "2apae_a0.001", "snr0", "fold1", "seed0")
     assert [c.config("DATA").seed for c in table[:11:10]] == [0, 1]
+    e12 = sweep.grid("cpu_table_e12")
+    assert len(e12) == len(table) and {c.config("DATA").epochs for c in e12} == {12}
+    assert {c.config("DATA").ema_decay for c in e12} == {0.99}
+    # every 0 dB run (all seeds) before any 20 dB run, so a part-built grid answers the 0 dB target
+    assert [c.snr for c in e12] == [0] * 15 + [20] * 15
+    assert {(c.model, c.alpha, c.seed) for c in e12[:15]} == {(c.model, c.alpha, c.seed) for c in table}
     loc = sweep.grid("localisation")
     forms = [c.config("DATA").model_config().attention_form for c in loc if c.model == "2apae"]
     assert forms == ["released_code", "paper_equations", "content"]

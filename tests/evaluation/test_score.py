@@ -32,6 +32,12 @@ def test_metrics_equal_sklearn_on_the_same_predictions(tiny_run, loaded_run):
         assert per_class["auc"] == pytest.approx(roc_auc_score(y[:, k], probs[:, k]), abs=1e-12)
     assert report["localisation"]["n_clips"] == len(clips)
     assert report["localisation"]["n_ref_events"] == sum(len(e) for e in clips.events)
+    # The tiny run is 2APAE: the report states its α; a baseline's says there is none to weigh.
+    from twostep_jax.evaluation.report import alpha_text, report_markdown
+
+    assert report["decoder"] is True
+    assert report_markdown(report).startswith(f"## 2apae (test_tiny, α = {report['alpha']:g}) — test split")
+    assert alpha_text(0.001, decoder=False) == "no decoder, α unused"
 
 
 def test_val_split_is_the_training_carve(tiny_run, loaded_run):

@@ -18,12 +18,18 @@ def _f(x: Any) -> str:
     return "–" if x is None else f"{x:.4f}"
 
 
+def alpha_text(alpha: float, decoder: bool) -> str:
+    """α as a report states it: a model without a decoder has no reconstruction loss to weigh."""
+    return f"α = {alpha:g}" if decoder else "no decoder, α unused"
+
+
 def report_markdown(report: dict) -> str:
     """Overall metrics and a per-class AP/AUC table as Markdown."""
     clip, loc, ck = report["clip"], report["localisation"], report["checkpoint"]
     raw, pp = report.get("localisation_raw"), report.get("postprocessing")
     lines = [
-        f"## {report['model']} ({report['preset']}, α = {report['alpha']:g}) — {report['split']} split",
+        f"## {report['model']} ({report['preset']}, {alpha_text(report['alpha'], report.get('decoder', True))})"
+        f" — {report['split']} split",
         "",
         f"SNR {report['snr']} dB, test fold {report['test_fold']}, {clip['num_clips']} clips; "
         f"{ck['kind']} checkpoint at step {ck['step']} (epoch {ck['epoch']}).",

@@ -94,7 +94,7 @@ def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = N
     report = {
         "workdir": os.path.abspath(run.workdir),
         "split": split,
-        "model": c.model, "preset": c.preset, "alpha": c.alpha,
+        "model": c.model, "preset": c.preset, "alpha": c.alpha, "decoder": c.model_config().decoder,
         "trained_snr": c.snr, "snr": info.snr_db, "test_fold": c.test_fold,
         "checkpoint": {"kind": run.kind, "step": run.step, "epoch": run.meta.get("epoch"),
                        "best_val_micro_ap": run.meta.get("best_val_micro_ap")},

@@ -100,7 +100,8 @@ def run_header(config: TrainConfig, workdir: str, info: DatasetInfo, sizes: dict
             + (f", process {jax.process_index() + 1}/{jax.process_count()}"
                if jax.process_count() > 1 else "") + "\n"
             f"run: model {config.model}, preset {config.preset}, {config.epochs} epochs, global "
-            f"batch {config.global_batch}, alpha {config.alpha:g}, lr {config.learning_rate:g}"
+            f"batch {config.global_batch}, "
+            f"{f'alpha {config.alpha:g}' if config.model_config().decoder else 'no decoder'}, lr {config.learning_rate:g}"
             f"{' (cosine decay)' if config.lr_schedule == 'cosine' else ''}"
             f"{f', weight average (EMA {config.ema_decay:g})' if config.ema_decay else ''} -> "
             f"{workdir}")
