@@ -23,6 +23,8 @@ def test_step_flag_selects_latest_manager(tiny_run, loaded_run):
     assert by_step.step == latest and by_step.kind == "latest"
     assert by_step.weights == "raw"  # no --ema-decay: the raw weights (an EMA run: test_loop.py)
     assert set(by_step.variables) == {"params", "batch_stats"}
+    # The tiny run is 2APAE: it states its α (a baseline's says "no decoder, α unused").
+    assert by_step.describe().startswith(f"2apae (test_tiny, α = {by_step.config.alpha:g}) snr")
     with pytest.raises(FileNotFoundError, match="no checkpoint at step 12345"):
         load_run(str(tiny_run.workdir), step=12345)
 
