@@ -194,6 +194,12 @@ def model_config(name: str, preset: str = "paper", **overrides: Any) -> ModelCon
     return ModelConfig(**fields)
 
 
+def alpha_text(alpha: float, decoder: bool) -> str:
+    """α as reports and logs state it: a model without a decoder has no reconstruction loss to
+    weigh."""
+    return f"α = {alpha:g}" if decoder else "no decoder, α unused"
+
+
 # --- Training configuration ------------------------------------------------------------------
 
 # Fields of TrainConfig that may differ when a run is resumed (they change how a run reports or

@@ -11,16 +11,12 @@ import os
 from typing import Any
 
 from twostep_jax import fileio
+from twostep_jax.config import alpha_text
 from twostep_jax.train.workdir import eval_report_name
 
 
 def _f(x: Any) -> str:
     return "–" if x is None else f"{x:.4f}"
-
-
-def alpha_text(alpha: float, decoder: bool) -> str:
-    """α as a report states it: a model without a decoder has no reconstruction loss to weigh."""
-    return f"α = {alpha:g}" if decoder else "no decoder, α unused"
 
 
 def report_markdown(report: dict) -> str:

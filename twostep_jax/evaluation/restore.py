@@ -24,9 +24,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from twostep_jax.config import ModelConfig, TrainConfig
+from twostep_jax.config import ModelConfig, TrainConfig, alpha_text
 from twostep_jax.data.input_pipeline import NormStats
-from twostep_jax.evaluation.report import alpha_text
 from twostep_jax.model.models import SEDModel, abstract_variables, model_from_config
 from twostep_jax.train.checkpoint import BEST, LATEST, Checkpoints
 from twostep_jax.train.workdir import read_run_config
@@ -68,7 +67,8 @@ class LoadedRun:
 
     def describe(self) -> str:
         c = self.config
-        return (f"{c.model} ({c.preset}, {alpha_text(c.alpha, self.model.config.decoder)}) snr {c.snr} test fold {c.test_fold}: "
+        alpha = alpha_text(c.alpha, self.model.config.decoder)
+        return (f"{c.model} ({c.preset}, {alpha}) snr {c.snr} test fold {c.test_fold}: "
                 f"{self.kind} checkpoint, step {self.step}, epoch {self.meta.get('epoch')}"
                 + (f", moving-average weights (decay {c.ema_decay:g})" if self.weights == "ema" else ""))
 
