@@ -32,11 +32,24 @@ def test_metrics_equal_sklearn_on_the_same_predictions(tiny_run, loaded_run):
         assert per_class["auc"] == pytest.approx(roc_auc_score(y[:, k], probs[:, k]), abs=1e-12)
     assert report["localisation"]["n_clips"] == len(clips)
     assert report["localisation"]["n_ref_events"] == sum(len(e) for e in clips.events)
+    # The per-class breakdown adds up to the overall counts, one row per class in the table.
+    by_class = report["localisation_per_class"]
+    assert list(by_class) == list(loaded_run.class_names)
+    assert sum(c["n_ref"] for c in by_class.values()) == report["localisation"]["n_ref_events"]
+    assert sum(c["n_est"] for c in by_class.values()) == report["localisation"]["n_est_events"]
+    for k, name in enumerate(loaded_run.class_names):
+        n_ref = sum(e[0] == k for events in clips.events for e in events)
+        assert by_class[name]["n_ref"] == n_ref
+        assert (by_class[name]["max_tpr"] is None) == (n_ref == 0)
     # The tiny run is 2APAE: the report states its α; a baseline's says there is none to weigh.
     from twostep_jax.evaluation.report import alpha_text, report_markdown
 
     assert report["decoder"] is True
-    assert report_markdown(report).startswith(f"## 2apae (test_tiny, α = {report['alpha']:g}) — test split")
+    markdown = report_markdown(report)
+    assert markdown.startswith(f"## 2apae (test_tiny, α = {report['alpha']:g}) — test split")
+    assert "| class | positives | AP | AUC | events | median duration s | detected | event-F1 | max TPR |" in markdown
+    old_report = {k: v for k, v in report.items() if k != "localisation_per_class"}
+    assert "| class | positives | AP | AUC |\n" in report_markdown(old_report)
     assert alpha_text(0.001, decoder=False) == "no decoder, α unused"
 
 

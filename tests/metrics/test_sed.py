@@ -504,3 +504,25 @@ def test_localisation_metrics_shifted_events_only_fail_event_metrics():
     assert m["segment_f1"] == 1.0
     assert m["event_f1"] == 0.0
     assert m["event_er"] == 2.0  # each class: one deletion + one insertion, Nref = 2 -> 4/2
+
+
+def test_class_wise_localisation_hand_computed():
+    # Two 10 s clips (20 s: one false alarm = 180 per hour, outside PSDS1's 100/h range).
+    # Class 0: both events found; class 1: never scored; class 2: one false alarm, no reference.
+    ref = [[(0, 0.5, 1.0)], [(0, 1.0, 1.4), (1, 2.0, 2.4)]]
+    probs = [probs_from_runs(100, 3, [(0, 5, 10, 0.9)]),
+             probs_from_runs(100, 3, [(0, 10, 14, 0.8), (2, 50, 54, 0.7)])]
+    m = sm.class_wise_localisation(probs, ref, HOP, DUR)
+    assert m["n_ref"] == [2, 1, 0]
+    assert m["median_duration_s"] == pytest.approx([0.45, 0.4, None])
+    assert m["n_est"] == [2, 0, 1]
+    assert m["event_f1"] == [1.0, 0.0, None]
+    assert m["max_tpr"] == [1.0, 0.0, None]
+    # A false alarm of class 0 scoring above both events: in range only when the range allows
+    # one false alarm (180/h), and then the class still reaches every event.
+    probs[1][30:32, 0] = 0.95
+    assert sm.class_wise_localisation(probs, ref, HOP, DUR)["max_tpr"][0] == 0.0
+    assert sm.class_wise_localisation(probs, ref, HOP, DUR, max_efpr=200.0)["max_tpr"][0] == 1.0
+    # The post-processing is applied before counting: a 5-frame median filter removes the
+    # 2-frame false alarm, and the 4- and 5-frame events survive it.
+    assert sm.class_wise_localisation(probs, ref, HOP, DUR, median_filter=5)["max_tpr"][0] == 1.0

@@ -20,7 +20,8 @@ def _f(x: Any) -> str:
 
 
 def report_markdown(report: dict) -> str:
-    """Overall metrics and a per-class AP/AUC table as Markdown."""
+    """Overall metrics and a per-class table (AP/AUC; with `localisation_per_class`, the
+    localisation of each class too) as Markdown."""
     clip, loc, ck = report["clip"], report["localisation"], report["checkpoint"]
     raw, pp = report.get("localisation_raw"), report.get("postprocessing")
     lines = [
@@ -62,12 +63,26 @@ def report_markdown(report: dict) -> str:
             + f" | {raw['n_est_events']} / {raw['n_ref_events']} |",
             "",
         ]
-    lines += [
-        "| class | positives | AP | AUC |",
-        "|---|---|---|---|",
-    ]
+    by_class = report.get("localisation_per_class")  # absent in reports written before it existed
+    if by_class is None:
+        lines += ["| class | positives | AP | AUC |", "|---|---|---|---|"]
+    else:
+        lines += [
+            "Per class: clip-level AP/AUC, then localisation with the post-processing above "
+            "(events = reference events, median duration of those, detected = detections, "
+            "max TPR = the best TPR of the class's PSD-ROC at e-FPR <= 100/h: 0 means the class "
+            "is never detected in PSDS1's range).",
+            "",
+            "| class | positives | AP | AUC | events | median duration s | detected | event-F1 | max TPR |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     for name, m in clip["per_class"].items():
-        lines.append(f"| {name} | {m['positives']} | {_f(m['ap'])} | {_f(m['auc'])} |")
+        row = f"| {name} | {m['positives']} | {_f(m['ap'])} | {_f(m['auc'])} |"
+        if by_class is not None:
+            c = by_class[name]
+            duration = "–" if c["median_duration_s"] is None else f"{c['median_duration_s']:.2f}"
+            row += f" {c['n_ref']} | {duration} | {c['n_est']} | {_f(c['event_f1'])} | {_f(c['max_tpr'])} |"
+        lines.append(row)
     if clip["excluded_classes"]:
         lines += ["", f"Excluded from macro averages (no positive or no negative clip): "
                       f"{', '.join(clip['excluded_classes'])}."]

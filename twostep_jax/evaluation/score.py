@@ -9,7 +9,10 @@ probabilities; localisation metrics are `metrics.sed.localisation_metrics` again
 strong labels (hop `data.features.HOP_S`), twice: `localisation` on the read-out, median filter
 and threshold chosen on the validation split (`evaluation.postprocess`, chosen once per
 checkpoint and stored with the run), and `localisation_raw` on the released model's
-`frame_probs` at threshold 0.5 without post-processing.
+`frame_probs` at threshold 0.5 without post-processing. `localisation_per_class`
+(`metrics.sed.class_wise_localisation`, with the chosen post-processing) breaks the first down
+by class: reference events and their median duration, detections, event-F1, and the best TPR
+within PSDS1's e-FPR range.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from twostep_jax.data.features import CLIP_SECONDS, HOP_S
 from twostep_jax.evaluation import postprocess
 from twostep_jax.evaluation.restore import LoadedRun, check_data
 from twostep_jax.metrics.clip import clip_metrics
-from twostep_jax.metrics.sed import localisation_metrics
+from twostep_jax.metrics.sed import class_wise_localisation, localisation_metrics
 from twostep_jax.train.predict import predict
 from twostep_jax.train.step import make_eval_step
 
@@ -85,10 +88,11 @@ def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = N
                   batch or run.config.global_batch, keep_frames=True)
     clip = clip_metrics(clips.target, out["clip_probs"], run.class_names)
     timing = (HOP_S, float(CLIP_SECONDS))
-    loc = localisation_metrics(list(postprocess.readout(out, postprocessing["readout"])), clips.events,
-                               *timing, threshold=postprocessing["threshold"],
-                               median_filter=postprocessing["median_filter"],
-                               fill=postprocessing.get("fill_gaps", 1))
+    scores = list(postprocess.readout(out, postprocessing["readout"]))
+    chosen = dict(threshold=postprocessing["threshold"], median_filter=postprocessing["median_filter"],
+                  fill=postprocessing.get("fill_gaps", 1))
+    loc = localisation_metrics(scores, clips.events, *timing, **chosen)
+    by_class = class_wise_localisation(scores, clips.events, *timing, **chosen)
     raw = localisation_metrics(list(out["frame_probs"]), clips.events, *timing, threshold=0.5)
     c = run.config
     report = {
@@ -102,6 +106,10 @@ def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = N
                  "trained_fingerprint": run.dataset_fingerprint},
         "clip": clip,
         "localisation": loc,
+        # Per class name: the references, the detections and the class's share of PSDS1.
+        "localisation_per_class": {
+            name: {key: values[k] for key, values in by_class.items()}
+            for k, name in enumerate(run.class_names)},
         "localisation_raw": raw,
         "postprocessing": {k: postprocessing.get(k, 1) for k in ("readout", "median_filter", "fill_gaps",
                                                                  "threshold", "val_psds1", "val_event_f1")},

@@ -76,6 +76,7 @@ _SECONDS_PER_HOUR = 3600.0
 __all__ = [
     "DEFAULT_PSDS_THRESHOLDS",
     "PSDROC",
+    "class_wise_localisation",
     "event_based_metrics",
     "fill_gaps",
     "frame_probs_to_events",
@@ -302,6 +303,8 @@ def _summarise(n_tp, n_ref, n_sys, subs, dels, ins, cls_tp, cls_ref, cls_sys) ->
         "insertion_rate": rate(ins),
         "macro_f1": float(np.mean(cls_f[has_ref])) if has_ref.any() else float("nan"),
         "per_class_f1": [float(x) for x in per_class_f1],
+        "per_class_n_ref": [int(x) for x in cls_ref],
+        "per_class_n_sys": [int(x) for x in cls_sys],
         "n_ref": int(n_ref),
         "n_sys": int(n_sys),
         "n_tp": int(n_tp),
@@ -847,4 +850,57 @@ def localisation_metrics(
                                   thresholds=psds_thresholds, median_filter=median_filter, fill=fill)
     out.update(threshold=float(threshold), n_clips=len(probs),
                n_ref_events=evt["n_ref"], n_est_events=evt["n_sys"])
+    return out
+
+
+def class_wise_localisation(
+    frame_probs_list: Sequence[np.ndarray],
+    ref_events_list: Sequence[Sequence[Event]],
+    hop_s: float,
+    clip_duration: float,
+    threshold: float = 0.5,
+    median_filter: int = 1,
+    fill: int = 1,
+    dtc: float = 0.7,
+    gtc: float = 0.7,
+    max_efpr: float = 100.0,
+) -> dict[str, list]:
+    """What the overall localisation figures are made of, per class.
+
+    Same arguments as :func:`localisation_metrics` (and scenario 1's ``dtc``, ``gtc``,
+    ``max_efpr``). Returns lists of length ``K`` (None where a class has no reference event):
+
+    * ``n_ref``: reference events; ``median_duration_s``: their median duration;
+    * ``n_est``: detections at ``threshold`` after the post-processing;
+    * ``event_f1``: event-based F1 (200 ms collar, as :func:`event_based_metrics`);
+    * ``max_tpr``: the highest TPR the class's PSD-ROC reaches at eFPR <= ``max_efpr``. PSDS1
+      averages the classes' TPRs minus their spread over that range, so a class at 0 here is
+      never detected there and costs PSDS1 the most.
+    """
+    probs = [_check_probs(p, f"frame_probs_list[{i}]") for i, p in enumerate(frame_probs_list)]
+    if not probs:
+        raise ValueError("no clips to evaluate")
+    n_classes = probs[0].shape[1]
+    est = [frame_probs_to_events(p, hop_s, threshold, median_filter, clip_duration, fill) for p in probs]
+    evt = event_based_metrics(ref_events_list, est, n_classes, clip_duration=clip_duration)
+    roc = psd_roc(probs, ref_events_list, hop_s, clip_duration, dtc=dtc, gtc=gtc,
+                  max_efpr=max_efpr, median_filter=median_filter, fill=fill)
+    durations: list[list[float]] = [[] for _ in range(n_classes)]
+    for clip_events in ref_events_list:
+        for k, onset, offset in clip_events:
+            durations[int(k)].append(float(offset) - float(onset))
+    out: dict[str, list] = {"n_ref": [], "median_duration_s": [], "n_est": [], "event_f1": [], "max_tpr": []}
+    for k in range(n_classes):
+        n_ref = int(roc.n_ref[k])
+        out["n_ref"].append(n_ref)
+        out["n_est"].append(int(evt["per_class_n_sys"][k]))
+        if n_ref == 0:
+            for key in ("median_duration_s", "event_f1", "max_tpr"):
+                out[key].append(None)
+            continue
+        in_range = np.asarray(roc.fps[k]) / roc.duration_h <= max_efpr
+        tpr = np.asarray(roc.tps[k])[in_range] / n_ref
+        out["median_duration_s"].append(float(np.median(durations[k])))
+        out["event_f1"].append(float(evt["per_class_f1"][k]))
+        out["max_tpr"].append(float(tpr.max()) if tpr.size else 0.0)
     return out
