@@ -71,6 +71,10 @@ def test_grids():
     # every 0 dB run (all seeds) before any 20 dB run, so a part-built grid answers the 0 dB target
     assert [c.snr for c in e12] == [0] * 15 + [20] * 15
     assert {(c.model, c.alpha, c.seed) for c in e12[:15]} == {(c.model, c.alpha, c.seed) for c in table}
+    e48 = sweep.grid("cpu_table_e48")
+    assert [(c.model, c.alpha, c.snr, c.seed) for c in e48] == [(c.model, c.alpha, c.snr, c.seed) for c in e12]
+    assert {(c.config("DATA").epochs, c.config("DATA").plateau_factor, c.config("DATA").ema_decay)
+            for c in e48} == {(48, 1.0, 0.99)}
     loc = sweep.grid("localisation")
     forms = [c.config("DATA").model_config().attention_form for c in loc if c.model == "2apae"]
     assert forms == ["released_code", "paper_equations", "content"]

@@ -25,6 +25,9 @@ Grids:
   differences to 2APAE exceed two standard errors (`viz.tables`).
 * `cpu_table_e12` — the same 30 runs with `cpu_small`'s own recipe (12 epochs, weight average
   0.99; about 2.5 h on 2 cores), all 0 dB runs first.
+* `cpu_table_e48` — the same 30 runs with 4x the steps (48 epochs) at a constant learning rate
+  (`plateau_factor=1`: the plateau rule, whose patience counts 270-clip epochs here, cuts the
+  slow-starting baselines' rate before they take off); about 10 h on 2 cores, 0 dB first.
 * `localisation` — what localises: 2APAE with the released, paper-equation and content-based
   time attention, GAP and GMP, at 20 dB, test fold 1, `cpu_small` with the demo's recipe;
   `python evaluate.py table RUNS_DIR` prints their localisation table.
@@ -125,6 +128,12 @@ GRIDS: dict[str, Callable[[], list[Cell]]] = {
     # every seed, so a part-built grid already answers it.
     "cpu_table_e12": lambda: [cell for snr in (0, 20) for cell in
                               _grid("cpu_small", (snr,), (1,), rows=CPU_TABLE_ROWS, seeds=(0, 1, 2))],
+    # 4x those steps at a constant learning rate: the plateau rule's patience counts epochs, and
+    # a 270-clip epoch cuts the slow-starting baselines' rate before they take off (README, "Four
+    # times the steps"). About 10 h on 2 cores; 0 dB first.
+    "cpu_table_e48": lambda: [cell for snr in (0, 20) for cell in
+                              _grid("cpu_small", (snr,), (1,), rows=CPU_TABLE_ROWS, seeds=(0, 1, 2),
+                                    epochs=48, plateau_factor=1.0)],
     "localisation": lambda: _grid("cpu_small", (20,), (1,), rows=LOCALISATION_ROWS),
 }
 
