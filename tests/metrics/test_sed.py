@@ -526,3 +526,29 @@ def test_class_wise_localisation_hand_computed():
     # The post-processing is applied before counting: a 5-frame median filter removes the
     # 2-frame false alarm, and the 4- and 5-frame events survive it.
     assert sm.class_wise_localisation(probs, ref, HOP, DUR, median_filter=5)["max_tpr"][0] == 1.0
+
+
+def test_localisation_report_is_both_breakdowns_from_one_roc():
+    # The overall figures and the per-class breakdown from one decoding: each equals the
+    # function that computes it alone, with and without post-processing.
+    ref = [[(0, 0.5, 1.0)], [(0, 1.0, 1.4), (1, 2.0, 2.4)]]
+    probs = [probs_from_runs(100, 3, [(0, 5, 10, 0.9), (1, 40, 43, 0.6)]),
+             probs_from_runs(100, 3, [(0, 10, 14, 0.8), (1, 20, 23, 0.55), (2, 50, 54, 0.7)])]
+    for kw in ({}, {"threshold": 0.6, "median_filter": 3, "fill": 3}):
+        overall, per_class = sm.localisation_report(probs, ref, HOP, DUR, **kw)
+        assert overall == sm.localisation_metrics(probs, ref, HOP, DUR, **kw)
+        assert per_class == sm.class_wise_localisation(probs, ref, HOP, DUR, **kw)
+
+
+def test_psd_roc_with_alpha_st_resummarises_the_same_counts():
+    # Class 0 found at every threshold below 0.9, class 1 never: TPRs 1 and 0, so the mean is
+    # 0.5 and the std 0.5 -> PSDS 0.5 at alpha_st 0 and 0 at alpha_st 1 (no false alarm).
+    ref = [[(0, 0.5, 1.0), (1, 2.0, 2.4)]]
+    probs = [probs_from_runs(100, 2, [(0, 5, 10, 0.9)])]
+    roc = sm.psd_roc(probs, ref, HOP, DUR)
+    assert roc.area() == 0.0
+    assert roc.with_alpha_st(0.0).area() == pytest.approx(0.5)
+    assert roc.with_alpha_st(0.0).area() == sm.psds(probs, ref, HOP, DUR, alpha_st=0.0)
+    assert roc.with_alpha_st(0.0).tps is roc.tps  # counted once
+    with pytest.raises(ValueError, match="alpha_st"):
+        roc.with_alpha_st(-1.0)

@@ -29,7 +29,7 @@ from twostep_jax.data.features import CLIP_SECONDS, HOP_S
 from twostep_jax.evaluation import postprocess
 from twostep_jax.evaluation.restore import LoadedRun, check_data
 from twostep_jax.metrics.clip import clip_metrics
-from twostep_jax.metrics.sed import class_wise_localisation, localisation_metrics
+from twostep_jax.metrics.sed import localisation_metrics, localisation_report
 from twostep_jax.train.predict import predict
 from twostep_jax.train.step import make_eval_step
 
@@ -91,8 +91,7 @@ def evaluate_split(run: LoadedRun, split: str = "test", data_dir: str | None = N
     scores = list(postprocess.readout(out, postprocessing["readout"]))
     chosen = dict(threshold=postprocessing["threshold"], median_filter=postprocessing["median_filter"],
                   fill=postprocessing.get("fill_gaps", 1))
-    loc = localisation_metrics(scores, clips.events, *timing, **chosen)
-    by_class = class_wise_localisation(scores, clips.events, *timing, **chosen)
+    loc, by_class = localisation_report(scores, clips.events, *timing, **chosen)
     raw = localisation_metrics(list(out["frame_probs"]), clips.events, *timing, threshold=0.5)
     c = run.config
     report = {

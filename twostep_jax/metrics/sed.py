@@ -14,7 +14,9 @@ This module re-implements the DCASE definitions without depending on
   ICASSP 2020) as computed by ``sed_scores_eval`` (Ebbers et al., ICASSP 2022):
   threshold-independent, evaluated at every distinct score value (or, as an
   option, on a grid of decision thresholds).
-* :func:`localisation_metrics` -- the flat dict ``evaluate.py`` reports.
+* :func:`localisation_metrics` -- the flat dict ``evaluate.py`` reports;
+  :func:`class_wise_localisation` its per-class breakdown; :func:`localisation_report` both
+  from one decoding and one PSD-ROC.
 
 Conventions
 -----------
@@ -81,6 +83,7 @@ __all__ = [
     "fill_gaps",
     "frame_probs_to_events",
     "localisation_metrics",
+    "localisation_report",
     "median_smooth",
     "smooth_scores",
     "psd_roc",
@@ -505,6 +508,15 @@ class PSDROC(NamedTuple):
     classes: np.ndarray
     duration_h: float
 
+    def area(self) -> float:
+        """PSDS: the area under ``etpr`` over ``[0, max_efpr]``, divided by ``max_efpr``."""
+        return float(np.sum(np.diff(self.efpr) * self.etpr[:-1]) / self.efpr[-1])
+
+    def with_alpha_st(self, alpha_st: float) -> "PSDROC":
+        """The same counts summarised with another ``alpha_st`` (no re-counting)."""
+        return _effective_roc(self.thresholds, self.tps, self.fps, self.n_ref, self.duration_h,
+                              _check_alpha_st(alpha_st), float(self.efpr[-1]))
+
 
 def _frame_overlaps(edges: np.ndarray, onsets: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """``[G, T]`` seconds of overlap between each interval and each frame."""
@@ -676,8 +688,7 @@ def psd_roc(
     dtc = _check_unit_interval(dtc, "dtc", closed_right=True)
     gtc = _check_unit_interval(gtc, "gtc", closed_right=True)
     max_efpr = _check_positive(max_efpr, "max_efpr")
-    if not (math.isfinite(alpha_st) and alpha_st >= 0):
-        raise ValueError(f"alpha_st must be >= 0; got {alpha_st!r}")
+    alpha_st = _check_alpha_st(alpha_st)
     exact = thresholds is None
     if not exact:
         thresholds = np.unique(np.asarray(thresholds, dtype=np.float64).ravel())
@@ -713,14 +724,25 @@ def psd_roc(
         n_ref += np.bincount(np.array([e[0] for e in events], dtype=int), minlength=n_classes)
 
     duration_h = len(frame_probs_list) * clip_duration / _SECONDS_PER_HOUR
-    classes = np.flatnonzero(n_ref > 0)
-    if classes.size == 0:
+    if not np.any(n_ref > 0):
         raise ValueError("PSDS needs at least one ground-truth event")
     if exact:
         per_class = _exact_counts(steps, n_classes)
         thresholds = [c[0] for c in per_class]
         tps = [c[1] for c in per_class]
         fps = [c[2] for c in per_class]
+    return _effective_roc(thresholds, tps, fps, n_ref, duration_h, alpha_st, max_efpr)
+
+
+def _check_alpha_st(alpha_st: float) -> float:
+    if not (math.isfinite(alpha_st) and alpha_st >= 0):
+        raise ValueError(f"alpha_st must be >= 0; got {alpha_st!r}")
+    return alpha_st
+
+
+def _effective_roc(thresholds, tps, fps, n_ref, duration_h, alpha_st, max_efpr) -> PSDROC:
+    """The PSD-ROC of per-class counts (see :class:`PSDROC` for their layout)."""
+    classes = np.flatnonzero(n_ref > 0)
     # One staircase per class; the "nothing detected" point (0, 0) is always reachable.
     curves = [
         _staircase(np.r_[0.0, tps[k] / n_ref[k]], np.r_[0.0, fps[k] / duration_h], max_efpr)
@@ -785,11 +807,86 @@ def psds(
     roc = psd_roc(frame_probs_list, ref_events_list, hop_s, clip_duration, dtc=dtc, gtc=gtc,
                   alpha_st=alpha_st, max_efpr=max_efpr,
                   thresholds=thresholds, median_filter=median_filter, fill=fill)
-    return float(np.sum(np.diff(roc.efpr) * roc.etpr[:-1]) / max_efpr)
+    return roc.area()
 
 
 # --------------------------------------------------------------------------
 # What evaluate.py reports
+
+
+def _checked_probs(frame_probs_list, ref_events_list) -> list[np.ndarray]:
+    if len(frame_probs_list) != len(ref_events_list):
+        raise ValueError(f"got {len(frame_probs_list)} score arrays but {len(ref_events_list)} reference lists")
+    if not frame_probs_list:
+        raise ValueError("no clips to evaluate")
+    probs = [_check_probs(p, f"frame_probs_list[{i}]") for i, p in enumerate(frame_probs_list)]
+    for i, p in enumerate(probs):
+        if p.shape[1] != probs[0].shape[1]:
+            raise ValueError(f"frame_probs_list[{i}] has {p.shape[1]} classes, expected {probs[0].shape[1]}")
+    return probs
+
+
+class _Decoded(NamedTuple):
+    """What every localisation figure is computed from: the detections at the decision
+    threshold, their event-based matching, and the scenario-1 PSD-ROC (alpha_st = 1)."""
+
+    probs: list
+    est: list
+    events: dict
+    roc: PSDROC
+
+
+def _decode(frame_probs_list, ref_events_list, hop_s, clip_duration, threshold, median_filter, fill,
+            psds_thresholds=None, dtc=0.7, gtc=0.7, max_efpr=100.0) -> _Decoded:
+    probs = _checked_probs(frame_probs_list, ref_events_list)
+    n_classes = probs[0].shape[1]
+    est = [frame_probs_to_events(p, hop_s, threshold, median_filter, clip_duration, fill) for p in probs]
+    evt = event_based_metrics(ref_events_list, est, n_classes, clip_duration=clip_duration)
+    roc = psd_roc(probs, ref_events_list, hop_s, clip_duration, dtc=dtc, gtc=gtc, max_efpr=max_efpr,
+                  thresholds=psds_thresholds, median_filter=median_filter, fill=fill)
+    return _Decoded(probs, est, evt, roc)
+
+
+def _overall(d: _Decoded, ref_events_list, clip_duration, threshold, segment_s) -> dict[str, float]:
+    n_classes = d.probs[0].shape[1]
+    seg = segment_based_metrics(ref_events_list, d.est, n_classes, clip_duration, segment_s)
+    onset = event_based_metrics(ref_events_list, d.est, n_classes, evaluate_offset=False,
+                                clip_duration=clip_duration)
+    out = {f"segment_{k}": seg[k] for k in ("f1", "precision", "recall", "macro_f1")}
+    out["segment_er"] = seg["error_rate"]
+    out.update({f"event_{k}": d.events[k] for k in ("f1", "precision", "recall", "macro_f1")})
+    out["event_er"] = d.events["error_rate"]
+    out["event_onset_f1"] = onset["f1"]
+    out["psds1"] = d.roc.area()
+    # Scenario 1 without its across-class penalty: how much of PSDS1's shortfall is the spread
+    # of the per-class TPRs rather than their mean.
+    out["psds1_alpha_st0"] = d.roc.with_alpha_st(0.0).area()
+    out.update(threshold=float(threshold), n_clips=len(d.probs),
+               n_ref_events=d.events["n_ref"], n_est_events=d.events["n_sys"])
+    return out
+
+
+def _per_class(d: _Decoded, ref_events_list, max_efpr) -> dict[str, list]:
+    roc, n_classes = d.roc, d.probs[0].shape[1]
+    durations: list[list[float]] = [[] for _ in range(n_classes)]
+    for clip_events in ref_events_list:
+        for k, onset, offset in clip_events:
+            durations[int(k)].append(float(offset) - float(onset))
+    out: dict[str, list] = {"n_ref": [], "median_duration_s": [], "n_est": [], "event_f1": [], "max_tpr": []}
+    for k in range(n_classes):
+        n_ref = int(roc.n_ref[k])
+        out["n_ref"].append(n_ref)
+        out["n_est"].append(int(d.events["per_class_n_sys"][k]))
+        if n_ref == 0:
+            for key in ("median_duration_s", "event_f1", "max_tpr"):
+                out[key].append(None)
+            continue
+        in_range = np.asarray(roc.fps[k]) / roc.duration_h <= max_efpr
+        tpr = np.asarray(roc.tps[k])[in_range] / n_ref
+        out["median_duration_s"].append(float(np.median(durations[k])))
+        out["event_f1"].append(float(d.events["per_class_f1"][k]))
+        out["max_tpr"].append(float(tpr.max()) if tpr.size else 0.0)
+    return out
 
 
 def localisation_metrics(
@@ -824,33 +921,9 @@ def localisation_metrics(
       ``alpha_st = 0``: the area under the mean class TPR), ``threshold``, ``n_clips``,
       ``n_ref_events``, ``n_est_events``.
     """
-    if len(frame_probs_list) != len(ref_events_list):
-        raise ValueError(f"got {len(frame_probs_list)} score arrays but {len(ref_events_list)} reference lists")
-    if not frame_probs_list:
-        raise ValueError("no clips to evaluate")
-    probs = [_check_probs(p, f"frame_probs_list[{i}]") for i, p in enumerate(frame_probs_list)]
-    n_classes = probs[0].shape[1]
-    for i, p in enumerate(probs):
-        if p.shape[1] != n_classes:
-            raise ValueError(f"frame_probs_list[{i}] has {p.shape[1]} classes, expected {n_classes}")
-    est = [frame_probs_to_events(p, hop_s, threshold, median_filter, clip_duration, fill) for p in probs]
-    seg = segment_based_metrics(ref_events_list, est, n_classes, clip_duration, segment_s)
-    evt = event_based_metrics(ref_events_list, est, n_classes, clip_duration=clip_duration)
-    onset = event_based_metrics(ref_events_list, est, n_classes, evaluate_offset=False, clip_duration=clip_duration)
-    out = {f"segment_{k}": seg[k] for k in ("f1", "precision", "recall", "macro_f1")}
-    out["segment_er"] = seg["error_rate"]
-    out.update({f"event_{k}": evt[k] for k in ("f1", "precision", "recall", "macro_f1")})
-    out["event_er"] = evt["error_rate"]
-    out["event_onset_f1"] = onset["f1"]
-    out["psds1"] = psds(probs, ref_events_list, hop_s, clip_duration,
-                        thresholds=psds_thresholds, median_filter=median_filter, fill=fill)
-    # Scenario 1 without its across-class penalty: how much of PSDS1's shortfall is the spread
-    # of the per-class TPRs rather than their mean.
-    out["psds1_alpha_st0"] = psds(probs, ref_events_list, hop_s, clip_duration, alpha_st=0.0,
-                                  thresholds=psds_thresholds, median_filter=median_filter, fill=fill)
-    out.update(threshold=float(threshold), n_clips=len(probs),
-               n_ref_events=evt["n_ref"], n_est_events=evt["n_sys"])
-    return out
+    d = _decode(frame_probs_list, ref_events_list, hop_s, clip_duration, threshold, median_filter, fill,
+                psds_thresholds)
+    return _overall(d, ref_events_list, clip_duration, threshold, segment_s)
 
 
 def class_wise_localisation(
@@ -877,30 +950,23 @@ def class_wise_localisation(
       averages the classes' TPRs minus their spread over that range, so a class at 0 here is
       never detected there and costs PSDS1 the most.
     """
-    probs = [_check_probs(p, f"frame_probs_list[{i}]") for i, p in enumerate(frame_probs_list)]
-    if not probs:
-        raise ValueError("no clips to evaluate")
-    n_classes = probs[0].shape[1]
-    est = [frame_probs_to_events(p, hop_s, threshold, median_filter, clip_duration, fill) for p in probs]
-    evt = event_based_metrics(ref_events_list, est, n_classes, clip_duration=clip_duration)
-    roc = psd_roc(probs, ref_events_list, hop_s, clip_duration, dtc=dtc, gtc=gtc,
-                  max_efpr=max_efpr, median_filter=median_filter, fill=fill)
-    durations: list[list[float]] = [[] for _ in range(n_classes)]
-    for clip_events in ref_events_list:
-        for k, onset, offset in clip_events:
-            durations[int(k)].append(float(offset) - float(onset))
-    out: dict[str, list] = {"n_ref": [], "median_duration_s": [], "n_est": [], "event_f1": [], "max_tpr": []}
-    for k in range(n_classes):
-        n_ref = int(roc.n_ref[k])
-        out["n_ref"].append(n_ref)
-        out["n_est"].append(int(evt["per_class_n_sys"][k]))
-        if n_ref == 0:
-            for key in ("median_duration_s", "event_f1", "max_tpr"):
-                out[key].append(None)
-            continue
-        in_range = np.asarray(roc.fps[k]) / roc.duration_h <= max_efpr
-        tpr = np.asarray(roc.tps[k])[in_range] / n_ref
-        out["median_duration_s"].append(float(np.median(durations[k])))
-        out["event_f1"].append(float(evt["per_class_f1"][k]))
-        out["max_tpr"].append(float(tpr.max()) if tpr.size else 0.0)
-    return out
+    d = _decode(frame_probs_list, ref_events_list, hop_s, clip_duration, threshold, median_filter, fill,
+                dtc=dtc, gtc=gtc, max_efpr=max_efpr)
+    return _per_class(d, ref_events_list, max_efpr)
+
+
+def localisation_report(
+    frame_probs_list: Sequence[np.ndarray],
+    ref_events_list: Sequence[Sequence[Event]],
+    hop_s: float,
+    clip_duration: float,
+    threshold: float = 0.5,
+    median_filter: int = 1,
+    segment_s: float = 1.0,
+    fill: int = 1,
+) -> tuple[dict[str, float], dict[str, list]]:
+    """``(localisation_metrics(...), class_wise_localisation(...))`` with the same arguments,
+    from one decoding and one (exact, scenario 1) PSD-ROC instead of two of each."""
+    d = _decode(frame_probs_list, ref_events_list, hop_s, clip_duration, threshold, median_filter, fill)
+    return (_overall(d, ref_events_list, clip_duration, threshold, segment_s),
+            _per_class(d, ref_events_list, 100.0))
