@@ -8,7 +8,8 @@ Multi-host: the same command on every host plus --coordinator-address HOST0:PORT
 --num-processes N --process-id I (or the TWOSTEP_* environment variables; see README).
 
 Re-running the same command resumes from the last checkpoint. A sweep over models x alpha x SNR
-x folds (Tables IV and V) runs with `--sweep paper_table4|quick --runs RUNS_DIR`.
+x folds (Tables IV and V) runs with `--sweep paper_table4|quick --runs RUNS_DIR`; `--only snr=0`
+(repeatable) runs part of one.
 """
 
 import argparse
@@ -26,6 +27,9 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="paper", choices=PRESETS)
     parser.add_argument("--sweep", help="run a grid of experiments instead of one run (see twostep_jax/sweep.py)")
     parser.add_argument("--runs", help="with --sweep: directory holding one workdir per run")
+    parser.add_argument("--only", action="append", metavar="KEY=V1[,V2...]",
+                        help="with --sweep: run only the cells whose KEY (model, alpha, snr, fold, seed) "
+                             "is one of the values; repeat to combine (e.g. --only snr=0 --only model=gap,gmp)")
     from twostep_jax import backend
     from twostep_jax.flags import add_config_flags, config_from_args
 
@@ -40,6 +44,8 @@ def main(argv=None) -> int:
         parser.error("--data DATA_DIR is required (build one with `python -m data_prep --source builtin --out DATA_DIR`)")
     if args.sweep and not args.runs:
         parser.error("--sweep needs --runs RUNS_DIR")
+    if args.only and not args.sweep:
+        parser.error("--only selects cells of a --sweep")
     if not args.sweep and not args.workdir:
         parser.error("--workdir RUN_DIR is required")
     from twostep_jax.train.loop import USER_ERRORS, train_and_evaluate
@@ -48,7 +54,7 @@ def main(argv=None) -> int:
         if args.sweep:
             from twostep_jax.sweep import run_sweep
 
-            run_sweep(args.sweep, args.data, args.runs)
+            run_sweep(args.sweep, args.data, args.runs, only=args.only)
             return 0
         train_and_evaluate(config_from_args(args), args.workdir)
     except (*USER_ERRORS, FileNotFoundError, ValueError) as e:

@@ -108,3 +108,63 @@ def test_sweep_goes_on_after_a_diverged_run(tiny_run, tmp_path, monkeypatch):
         sweep.run_sweep("unit", str(tiny_run.data_dir), str(runs_dir), run_cell=fake_cell)
     assert calls == [diverging, after]
     assert "| GWRP |" in (runs_dir / "table_iv.md").read_text()
+
+
+def test_only_selects_part_of_a_grid():
+    from twostep_jax import sweep
+
+    e48 = sweep.grid("cpu_table_e48")
+    zero = sweep.select(e48, sweep.parse_only(["snr=0"]))
+    assert len(zero) == 15 and {c.snr for c in zero} == {0}
+    assert zero == [c for c in e48 if c.snr == 0]  # grid order kept
+    base = sweep.select(e48, sweep.parse_only(["snr=0", "model=gap, gmp", "seed=1,2"]))
+    assert [(c.model, c.seed) for c in base] == [("gap", 1), ("gmp", 1), ("gap", 2), ("gmp", 2)]
+    # alpha compares as a number: "0" is every α = 0 row (the baselines and 2APAE without decoder)
+    assert {(c.model, c.alpha) for c in sweep.select(e48, sweep.parse_only(["alpha=0"]))} == {
+        ("2apae", 0.0), ("gap", 0.0), ("gmp", 0.0), ("atrous_ap", 0.0)}
+    assert {c.model for c in sweep.select(e48, sweep.parse_only(["alpha=1e-3"]))} == {"2apae"}
+    assert sweep.parse_only(["snr=0,20", "snr=20"]) == {"snr": {20}}  # a repeated key narrows
+    assert sweep.select(sweep.grid("quick"), sweep.parse_only(["seed=0"])) == []  # no seed folders
+    for bad, message in (("snr", "KEY=VALUE"), ("colour=red", "KEY=VALUE"), ("snr=", "KEY=VALUE"),
+                         ("seed=one", "seed takes int")):
+        with pytest.raises(ValueError, match=message):
+            sweep.parse_only([bad])
+
+
+def test_sweep_with_only_runs_the_selected_cells(tiny_run, tmp_path, monkeypatch, capsys):
+    from twostep_jax import sweep
+
+    gap, gmp = tiny_cell("gap", 0.0), tiny_cell("gmp", 0.0)
+    monkeypatch.setitem(sweep.GRIDS, "unit", lambda: [tiny_run.cell, gap, gmp])
+    monkeypatch.setattr(sweep, "use_compilation_cache", lambda runs_dir: None)
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(tiny_run.workdir, Path(tiny_run.cell.workdir(str(runs_dir))))  # a finished cell
+    calls = []
+
+    def fake_cell(cell, data_dir, runs_dir):
+        calls.append(cell)
+        workdir = Path(cell.workdir(runs_dir))
+        workdir.mkdir(parents=True)
+        (workdir / "run_config.json").write_text(json.dumps(cell.config(data_dir).to_dict()))
+        (workdir / "eval_test.json").write_text(json.dumps(tiny_run.report))
+        return tiny_run.report
+
+    markdown = sweep.run_sweep("unit", str(tiny_run.data_dir), str(runs_dir), run_cell=fake_cell,
+                               only=["model=gmp,2apae"])
+    assert calls == [gmp]
+    assert "2 of its 3 runs selected by --only model=gmp,2apae" in capsys.readouterr().out
+    assert "| GMP |" in markdown and "| GAP |" not in markdown  # the tables: every finished run
+    with pytest.raises(ValueError, match="selects none of the 3 runs of sweep unit"):
+        sweep.run_sweep("unit", str(tiny_run.data_dir), str(runs_dir), run_cell=fake_cell, only=["snr=5"])
+    assert calls == [gmp]
+
+
+def test_train_cli_only_needs_a_sweep(tmp_path, capsys):
+    import train
+
+    with pytest.raises(SystemExit) as e:
+        train.main(["--data", str(tmp_path), "--workdir", str(tmp_path / "run"), "--only", "snr=0"])
+    assert e.value.code == 2 and "--only selects cells of a --sweep" in capsys.readouterr().err
+    assert train.main(["--data", str(tmp_path), "--sweep", "cpu_table_e48", "--runs", str(tmp_path / "r"),
+                       "--only", "colour=red"]) == 2
+    assert "--only 'colour=red': expected KEY=VALUE" in capsys.readouterr().err

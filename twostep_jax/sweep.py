@@ -144,6 +144,36 @@ def grid(name: str) -> list[Cell]:
     return GRIDS[name]()
 
 
+# `--only KEY=V1,V2`: the cell fields a sweep can be restricted to, with their value types.
+ONLY_KEYS: dict[str, Callable[[str], Any]] = {"model": str, "alpha": float, "snr": int, "fold": int, "seed": int}
+
+
+def parse_only(specs: list[str] | None) -> dict[str, set]:
+    """``["snr=0", "model=gap,gmp"]`` -> ``{"snr": {0}, "model": {"gap", "gmp"}}``."""
+    only: dict[str, set] = {}
+    for spec in specs or ():
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        if not sep or key not in ONLY_KEYS or not values.strip():
+            raise ValueError(f"--only {spec!r}: expected KEY=VALUE[,VALUE...] with KEY one of "
+                             f"{', '.join(ONLY_KEYS)} (e.g. --only snr=0 --only model=gap,gmp)")
+        try:
+            parsed = {ONLY_KEYS[key](v.strip()) for v in values.split(",")}
+        except ValueError:
+            raise ValueError(f"--only {spec!r}: {key} takes {ONLY_KEYS[key].__name__} values") from None
+        only[key] = only.get(key, parsed) & parsed  # repeating a key narrows it
+    return only
+
+
+def select(cells: list[Cell], only: dict[str, set]) -> list[Cell]:
+    """The cells whose fields are among the allowed values of every key of `only`, in grid
+    order (a cell without a seed folder has seed None and is kept only without a seed filter)."""
+    def value(cell: Cell, key: str):
+        return cell.test_fold if key == "fold" else getattr(cell, key)
+
+    return [c for c in cells if all(value(c, k) in allowed for k, allowed in only.items())]
+
+
 def is_finished(cell: Cell, runs_dir: str) -> bool:
     return os.path.isfile(os.path.join(cell.workdir(runs_dir), TEST_REPORT))
 
@@ -176,11 +206,21 @@ def use_compilation_cache(runs_dir: str) -> None:
 
 
 def run_sweep(name: str, data_dir: str, runs_dir: str,
-              run_cell: Callable[[Cell, str, str], dict] = train_and_test) -> str:
-    """Runs every unfinished cell of grid `name`, then writes the tables; returns their Markdown."""
+              run_cell: Callable[[Cell, str, str], dict] = train_and_test,
+              only: list[str] | None = None) -> str:
+    """Runs every unfinished cell of grid `name` (those `only` selects, e.g. ``["snr=0"]``, when
+    given: a grid built in parts), then writes the tables of every finished run in `runs_dir`;
+    returns their Markdown."""
+    cells = grid(name)
+    if only:
+        selected = select(cells, parse_only(only))
+        if not selected:
+            raise ValueError(f"--only {' '.join(only)} selects none of the {len(cells)} runs of sweep {name}")
+        print(f"sweep {name}: {len(selected)} of its {len(cells)} runs selected by --only {' '.join(only)}",
+              flush=True)
+        cells = selected
     hide_gpus_from_tf()
     use_compilation_cache(runs_dir)
-    cells = grid(name)
     todo = [c for c in cells if not is_finished(c, runs_dir)]
     print(f"sweep {name}: {len(cells)} runs, {len(cells) - len(todo)} already finished, "
           f"{len(todo)} to run -> {runs_dir}", flush=True)
