@@ -149,7 +149,7 @@ ONLY_KEYS: dict[str, Callable[[str], Any]] = {"model": str, "alpha": float, "snr
 
 
 def parse_only(specs: list[str] | None) -> dict[str, set]:
-    """``["snr=0", "model=gap,gmp"]`` -> ``{"snr": {0}, "model": {"gap", "gmp"}}``."""
+    """``["snr=0", "model=2apae,gmp"]`` -> ``{"snr": {0}, "model": {"2apae", "gmp"}}``."""
     only: dict[str, set] = {}
     for spec in specs or ():
         key, sep, values = spec.partition("=")
